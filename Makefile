@@ -1,0 +1,77 @@
+# agentkube — kubebuilder-style targets. `make help` lists them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+IMG ?= agentkube:dev
+KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo $(BIN)/kubectl)
+# The pytest tiers `make test` runs; narrow with e.g. `make test PYTEST_ARGS=test/unit`.
+PYTEST_ARGS ?= test
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show the targets.
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(BIN)/agentkube: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "error: Python 3.11+ is needed ($(PYTHON) is $$($(PYTHON) --version))"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+.PHONY: venv
+venv: $(BIN)/agentkube ## Create .venv and install agentkube with its test tools.
+
+.PHONY: envtest
+envtest: ## Build (or reuse) kube-apiserver and etcd from Go modules; prints their directory.
+	@hack/build-envtest.sh
+
+.PHONY: lint
+lint: venv ## ruff (lint + format check) and mypy --strict on agentkube/runtime.
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy agentkube/runtime
+
+.PHONY: test
+test: venv lint ## Lint, type-check, then every pytest tier against a real kube-apiserver + etcd.
+	KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" $(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: run
+run: venv ## Run the operator: current kubeconfig, or a local control plane when none answers.
+	$(BIN)/agentkube manager --local-control-plane=auto --health-probe-bind-address=127.0.0.1:8081 \
+		--metrics-bind-address=127.0.0.1:8080
+
+.PHONY: manifests
+manifests: venv ## Generate the CRDs into config/crd/bases from the API models.
+	$(BIN)/agentkube crds --output-dir config/crd/bases
+
+.PHONY: install
+install: manifests ## Install the CRDs into the current cluster.
+	$(KUBECTL) apply --server-side -k config/crd
+
+.PHONY: uninstall
+uninstall: ## Remove the CRDs (and so every object of our kinds) from the current cluster.
+	$(KUBECTL) delete --ignore-not-found -k config/crd
+
+.PHONY: deploy
+deploy: manifests ## Deploy the operator to the current cluster (config/default).
+	$(KUBECTL) apply --server-side -k config/default
+
+.PHONY: undeploy
+undeploy: ## Remove the operator from the current cluster.
+	$(KUBECTL) delete --ignore-not-found -k config/default
+
+.PHONY: docker-build
+docker-build: ## Build the operator image (IMG=agentkube:dev).
+	docker build -t $(IMG) .
+
+.PHONY: bench
+bench: venv ## Run every benchmark; each prints its figures.
+	KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" sh -c 'for b in bench/[a-z]*.py; do \
+		$(BIN)/python -m bench.$$(basename $$b .py) || exit 1; done'
+
+.PHONY: clean
+clean: ## Remove the venv and caches (the control-plane binaries stay in ~/.cache/agentkube).
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,170 @@
+"""The ``agentkube`` command.
+
+    agentkube manager [flags]   run the operator (controllers, leader election, probes, metrics)
+    agentkube crds [--output-dir DIR]
+                                print the CustomResourceDefinitions (or write one file per CRD)
+
+``agentkube manager --local-control-plane=auto`` (what ``make run`` does) talks to the current
+kubeconfig when a cluster answers there, and otherwise starts a local etcd + kube-apiserver with
+``agentkube.testing``, installs the CRDs, prints the kubeconfig to use with kubectl, and runs the
+manager against it until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+if TYPE_CHECKING:
+    from agentkube.testing import ControlPlane
+
+__all__ = ["main"]
+
+DEFAULT_DATAPLANE_IMAGE = "ghcr.io/agentkube/agentkube:v0.1.0"
+
+
+def _manager_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("manager", help="run the operator")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+    p.add_argument("--leader-elect", action="store_true", help="elect a leader through a Lease (default off)")
+    p.add_argument(
+        "--leader-election-id", default="agentkube-leader", help="Lease name (default %(default)s)"
+    )
+    p.add_argument(
+        "--leader-election-namespace",
+        default=None,
+        help="Lease namespace (default: the pod's namespace, else 'default')",
+    )
+    p.add_argument(
+        "--metrics-bind-address",
+        default=":8080",
+        help="address of /metrics; '0' disables (default %(default)s)",
+    )
+    p.add_argument(
+        "--health-probe-bind-address",
+        default=":8081",
+        help="address of /healthz and /readyz; '0' disables (default %(default)s)",
+    )
+    p.add_argument("--namespace", default=None, help="watch only this namespace (default: all)")
+    p.add_argument(
+        "--dataplane-image",
+        default=os.environ.get("AGENTKUBE_DATAPLANE_IMAGE", DEFAULT_DATAPLANE_IMAGE),
+        help="image the MCP proxy and LLM gateway Deployments run (default %(default)s)",
+    )
+    p.add_argument(
+        "--graceful-shutdown-timeout", type=float, default=30.0, help="seconds (default %(default)s)"
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-format", default="auto", choices=["auto", "json", "console"], help="auto: console on a TTY"
+    )
+    p.add_argument(
+        "--local-control-plane",
+        default="never",
+        choices=["never", "auto", "always"],
+        help="auto: start a local etcd + kube-apiserver when no cluster answers (default %(default)s)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agentkube", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _manager_parser(sub)
+    crds = sub.add_parser("crds", help="print the CustomResourceDefinitions")
+    crds.add_argument("--output-dir", help="write one YAML file per CRD here instead of printing")
+    return parser
+
+
+def _crds(output_dir: str | None) -> int:
+    from agentkube.api.crd import crds, write_crds
+
+    if output_dir:
+        for path in write_crds(output_dir):
+            print(path)
+    else:
+        sys.stdout.write(yaml.safe_dump_all(crds(), sort_keys=False))
+    return 0
+
+
+def _kubeconfig_path(kubeconfig: str | None) -> Path:
+    first = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    return Path(kubeconfig or first or Path.home() / ".kube" / "config")
+
+
+def _cluster_answers(path: Path) -> bool:
+    """Whether the kubeconfig names a cluster that answers /version within a few seconds."""
+    from kubernetes_asyncio import client, config
+
+    async def ask() -> None:
+        async with await config.new_client_from_config(config_file=str(path)) as api:
+            await client.VersionApi(api).get_code(_request_timeout=5)
+
+    if not path.is_file():
+        return False
+    try:
+        asyncio.run(ask())
+    except Exception:
+        return False
+    return True
+
+
+def _start_local_control_plane() -> ControlPlane:
+    from agentkube.api.crd import write_crds
+    from agentkube.testing import ControlPlane, ControlPlaneError, cached_crd_dirs, find_assets
+
+    try:
+        find_assets()
+    except ControlPlaneError as missing:
+        # In a checkout, build the binaries once (they are cached); elsewhere say how to get them.
+        script = Path("hack/build-envtest.sh")
+        if not script.is_file():
+            raise
+        print(f"agentkube: {missing}; building them now (once, cached)", file=sys.stderr)
+        built = subprocess.run(["bash", str(script)], check=True, stdout=subprocess.PIPE, text=True)
+        os.environ["KUBEBUILDER_ASSETS"] = built.stdout.strip()
+    crd_dir = Path(tempfile.mkdtemp(prefix="agentkube-crds-"))
+    write_crds(crd_dir)
+    plane = ControlPlane(crd_paths=[crd_dir, *cached_crd_dirs()], use_existing_cluster=False)
+    return plane.start()
+
+
+def _manager(args: argparse.Namespace) -> int:
+    plane = None
+    kubeconfig = args.kubeconfig
+    if args.local_control_plane == "always" or (
+        args.local_control_plane == "auto" and not _cluster_answers(_kubeconfig_path(kubeconfig))
+    ):
+        print("agentkube: no cluster answers at the current kubeconfig; starting a local control plane")
+        plane = _start_local_control_plane()
+        kubeconfig = str(plane.kubeconfig)
+        print(f"agentkube: local control plane ready at {plane.host}")
+        print(f"agentkube: use it with: export KUBECONFIG={kubeconfig}", flush=True)
+    try:
+        from agentkube.manager import run_manager
+
+        return asyncio.run(run_manager(args, kubeconfig))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if plane is not None:
+            plane.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "crds":
+        return _crds(args.output_dir)
+    return _manager(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""A real control plane for tests: etcd + kube-apiserver, usable by anyone testing a controller.
+
+    from agentkube.testing import ControlPlane
+
+    with ControlPlane(crd_paths=["config/crd/bases"]) as cp:
+        ...  # cp.kubeconfig, cp.request(...), cp.restart_apiserver()
+
+With pytest the plugin in ``agentkube.testing.pytest_plugin`` (loaded automatically once agentkube is
+installed) provides the fixtures ``control_plane``, ``namespace`` and ``client``.
+"""
+
+from agentkube.testing.controlplane import (
+    ASSETS_ENV,
+    ControlPlane,
+    ControlPlaneError,
+    HTTPError,
+    cached_crd_dirs,
+    find_assets,
+)
+
+__all__ = ["ASSETS_ENV", "ControlPlane", "ControlPlaneError", "HTTPError", "cached_crd_dirs", "find_assets"]

@@ -1,0 +1,557 @@
+"""A real etcd + kube-apiserver for tests, like controller-runtime's envtest.
+
+``ControlPlane`` starts etcd and kube-apiserver from binaries built by ``hack/build-envtest.sh`` (or
+found through ``KUBEBUILDER_ASSETS``), writes an admin kubeconfig, installs CRDs and waits until
+discovery serves them. Used as a context manager it stops both processes on exit, when the body
+raises, and on Ctrl-C; the processes also carry a parent-death signal, so even a SIGKILLed test run
+leaves nothing behind. ``USE_EXISTING_CLUSTER=true`` points it at the current kubeconfig instead.
+
+What a caller may rely on:
+- ``kubeconfig`` is a file with the server address, CA and credentials embedded (no other files).
+- ``request()`` is a small synchronous HTTP helper for set-up code; it raises ``HTTPError`` with the
+  server's message on a non-2xx answer.
+- ``stop_apiserver()`` / ``start_apiserver()`` keep the same address, certificates and etcd data, so
+  clients reconnect to the same cluster: the way to test recovery from an API server outage.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import ctypes
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import weakref
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from agentkube.testing.pki import PKI
+
+__all__ = ["ASSETS_ENV", "ControlPlane", "ControlPlaneError", "HTTPError", "cached_crd_dirs", "find_assets"]
+
+ASSETS_ENV = "KUBEBUILDER_ASSETS"
+CACHE_ENV = "AGENTKUBE_ENVTEST_CACHE"
+EXISTING_ENV = "USE_EXISTING_CLUSTER"
+_BINARIES = ("etcd", "kube-apiserver")
+_LOG_TAIL_LINES = 30
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be found, started or used."""
+
+
+class HTTPError(ControlPlaneError):
+    def __init__(self, method: str, path: str, status: int, body: bytes) -> None:
+        self.status = status
+        try:
+            message = json.loads(body).get("message", "")
+        except ValueError:
+            message = body.decode(errors="replace")[:500]
+        super().__init__(f"{method} {path}: HTTP {status}: {message}")
+
+
+def _default_cache() -> Path:
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "agentkube" / "envtest"
+
+
+def cached_crd_dirs() -> list[Path]:
+    """Directories of third-party CRDs (Gateway API, agentgateway) that ``hack/fetch-crds.sh`` took
+    from their Go modules into ``~/.cache/agentkube/crds/<module>@<version>/``; empty when none."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    cache = Path(base) / "agentkube" / "crds"
+    return sorted(d for d in cache.glob("*") if d.is_dir()) if cache.is_dir() else []
+
+
+def _has_binaries(directory: Path) -> bool:
+    return all(os.access(directory / b, os.X_OK) for b in _BINARIES)
+
+
+def find_assets() -> Path:
+    """The directory holding ``etcd`` and ``kube-apiserver``.
+
+    ``KUBEBUILDER_ASSETS`` wins when set; otherwise the newest build in the cache that
+    ``hack/build-envtest.sh`` fills (``~/.cache/agentkube/envtest/<versions>/``).
+    """
+    if os.environ.get(ASSETS_ENV):
+        assets = Path(os.environ[ASSETS_ENV])
+        if not _has_binaries(assets):
+            raise ControlPlaneError(
+                f"{ASSETS_ENV}={assets} does not hold executable etcd and kube-apiserver; "
+                "unset it or run hack/build-envtest.sh"
+            )
+        return assets
+    cache = _default_cache()
+    builds = [d for d in cache.glob("k8s-*") if d.is_dir() and _has_binaries(d)] if cache.is_dir() else []
+    if not builds:
+        raise ControlPlaneError(
+            f"no etcd and kube-apiserver in {cache} and {ASSETS_ENV} is not set: "
+            "run hack/build-envtest.sh (or `make envtest`) to build them from Go modules"
+        )
+    return max(builds, key=lambda d: d.stat().st_mtime)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # Linux only: the kernel sends SIGKILL to the child when the thread that forked it exits, so a
+    # test run killed with SIGKILL still leaves no etcd or kube-apiserver behind.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class _Process:
+    """One child process with its log in a file, so a failure can show the log's tail."""
+
+    def __init__(self, name: str, args: list[str], log_path: Path) -> None:
+        self.name = name
+        self.args = args
+        self.log_path = log_path
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.popen = subprocess.Popen(
+                self.args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent if os.name == "posix" else None,
+            )
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+    def exited(self) -> int | None:
+        return self.popen.poll() if self.popen else None
+
+    def tail(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(lines[-_LOG_TAIL_LINES:])
+
+    def failure(self, what: str) -> ControlPlaneError:
+        return ControlPlaneError(f"{self.name} {what}; last lines of {self.log_path}:\n{self.tail()}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(timeout)
+
+
+_live: weakref.WeakSet[ControlPlane] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for plane in list(_live):
+        plane.stop()
+
+
+class ControlPlane:
+    """etcd + kube-apiserver on loopback, or the current cluster with ``USE_EXISTING_CLUSTER``."""
+
+    def __init__(
+        self,
+        *,
+        crd_paths: Iterable[str | os.PathLike[str]] = (),
+        assets: str | os.PathLike[str] | None = None,
+        use_existing_cluster: bool | None = None,
+        apiserver_flags: Iterable[str] = (),
+        start_timeout: float = 60.0,
+        work_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """
+        crd_paths: YAML files or directories of them; their CustomResourceDefinitions are installed
+            once the API server is ready. Default: none.
+        assets: directory of the binaries. Default: ``find_assets()``.
+        use_existing_cluster: talk to the current kubeconfig instead of starting processes.
+            Default: the ``USE_EXISTING_CLUSTER`` environment variable (``true``/``1``).
+        apiserver_flags: extra kube-apiserver flags (``--name=value``), added last so they win.
+        start_timeout: seconds to wait for each process to become ready. Default 60.
+        work_dir: where data, certificates, logs and the kubeconfig go. Default: a fresh temp dir,
+            removed on stop.
+        """
+        if use_existing_cluster is None:
+            use_existing_cluster = os.environ.get(EXISTING_ENV, "").lower() in ("1", "true", "yes")
+        self.use_existing_cluster = use_existing_cluster
+        self.crd_paths = [Path(p) for p in crd_paths]
+        self._assets = Path(assets) if assets else None
+        self._apiserver_flags = list(apiserver_flags)
+        self.start_timeout = start_timeout
+        self._own_work_dir = work_dir is None
+        self._work_dir_arg = Path(work_dir) if work_dir else None
+        self.work_dir: Path | None = None
+        self.kubeconfig: Path | None = None
+        self.host = ""
+        self.etcd_url = ""
+        self.etcd: _Process | None = None
+        self.apiserver: _Process | None = None
+        self._ssl: ssl.SSLContext | None = None
+        self._auth_header: str | None = None
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> ControlPlane:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> ControlPlane:
+        """Start (or connect), install the CRDs, and return self once everything is served."""
+        _live.add(self)
+        try:
+            if self.use_existing_cluster:
+                self._connect_existing()
+            else:
+                self._start_processes()
+            if self.crd_paths:
+                self.install_crds(self.crd_paths)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop kube-apiserver, then etcd, and remove the work directory if it is ours."""
+        for proc in (self.apiserver, self.etcd):
+            if proc is not None:
+                proc.stop()
+        if self.work_dir is not None and self._own_work_dir and not self.use_existing_cluster:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+        self.work_dir = None
+        _live.discard(self)
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the running etcd and kube-apiserver (empty for an existing cluster)."""
+        return [p.pid for p in (self.etcd, self.apiserver) if p and p.pid and p.exited() is None]
+
+    def _start_processes(self) -> None:
+        assets = self._assets or find_assets()
+        if self._work_dir_arg:
+            self._work_dir_arg.mkdir(parents=True, exist_ok=True)
+            self.work_dir = self._work_dir_arg
+        else:
+            self.work_dir = Path(tempfile.mkdtemp(prefix="agentkube-envtest-"))
+        pki = PKI()
+        files = pki.write(self.work_dir)
+
+        client_port, peer_port = _free_port(), _free_port()
+        self.etcd_url = f"http://127.0.0.1:{client_port}"
+        peer_url = f"http://127.0.0.1:{peer_port}"
+        self.etcd = _Process(
+            "etcd",
+            [
+                str(assets / "etcd"),
+                "--name=envtest",
+                f"--data-dir={self.work_dir / 'etcd'}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=envtest={peer_url}",
+                # Tests throw the data away; fsync is most of etcd's write latency.
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ],
+            self.work_dir / "etcd.log",
+        )
+        self.etcd.start()
+        self._wait(self.etcd, self._etcd_healthy, "did not become healthy")
+
+        secure_port = _free_port()
+        self.host = f"https://127.0.0.1:{secure_port}"
+        self.apiserver = _Process(
+            "kube-apiserver",
+            [
+                str(assets / "kube-apiserver"),
+                f"--etcd-servers={self.etcd_url}",
+                f"--secure-port={secure_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--cert-dir={self.work_dir / 'apiserver'}",
+                f"--tls-cert-file={files['serving.crt']}",
+                f"--tls-private-key-file={files['serving.key']}",
+                f"--client-ca-file={files['ca.crt']}",
+                f"--service-account-key-file={files['sa.pub']}",
+                f"--service-account-signing-key-file={files['sa.key']}",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                "--authorization-mode=RBAC",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--allow-privileged=true",
+                "--profiling=false",
+                *self._apiserver_flags,
+            ],
+            self.work_dir / "kube-apiserver.log",
+        )
+        ctx = ssl.create_default_context(cafile=str(files["ca.crt"]))
+        ctx.load_cert_chain(str(files["admin.crt"]), str(files["admin.key"]))
+        self._ssl = ctx
+        self.start_apiserver()
+
+        self.kubeconfig = self.work_dir / "kubeconfig"
+        self._write_kubeconfig(pki)
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver only; etcd and all data stay. For outage tests."""
+        if self.apiserver is None:
+            raise ControlPlaneError("stop_apiserver() needs a control plane this process started")
+        self.apiserver.stop()
+
+    def start_apiserver(self) -> None:
+        """(Re)start kube-apiserver on the same address with the same certificates and data."""
+        if self.apiserver is None:
+            raise ControlPlaneError("start_apiserver() needs a control plane this process started")
+        self.apiserver.start()
+        self._wait(self.apiserver, self._apiserver_ready, "did not report /readyz ok")
+
+    def restart_apiserver(self) -> None:
+        self.stop_apiserver()
+        self.start_apiserver()
+
+    def _wait(self, proc: _Process, ready: Any, what: str) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            code = proc.exited()
+            if code is not None:
+                raise proc.failure(f"exited with code {code} while starting")
+            if ready():
+                return
+            time.sleep(0.1)
+        proc.stop()
+        raise proc.failure(f"{what} within {self.start_timeout:.0f}s")
+
+    def _etcd_healthy(self) -> bool:
+        url = urlsplit(self.etcd_url)
+        conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=2)
+        try:
+            conn.request("GET", "/health")
+            resp = conn.getresponse()
+            return resp.status == 200 and json.loads(resp.read()).get("health") == "true"
+        except (OSError, ValueError):
+            return False
+        finally:
+            conn.close()
+
+    def _apiserver_ready(self) -> bool:
+        try:
+            status, _ = self._raw("GET", "/readyz", None, "application/json", timeout=2)
+        except OSError:
+            return False
+        return status == 200
+
+    def _write_kubeconfig(self, pki: PKI) -> None:
+        assert self.kubeconfig is not None
+
+        def b64(data: bytes) -> str:
+            return base64.b64encode(data).decode()
+
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "envtest",
+                    "cluster": {"server": self.host, "certificate-authority-data": b64(pki.ca.cert)},
+                }
+            ],
+            "users": [
+                {
+                    "name": "envtest-admin",
+                    "user": {
+                        "client-certificate-data": b64(pki.admin.cert),
+                        "client-key-data": b64(pki.admin.key),
+                    },
+                }
+            ],
+            "contexts": [{"name": "envtest", "context": {"cluster": "envtest", "user": "envtest-admin"}}],
+            "current-context": "envtest",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.kubeconfig.chmod(0o600)
+
+    def _connect_existing(self) -> None:
+        # Set-up requests need only the common kubeconfig shapes: client certificates or a token,
+        # with a CA (exec plugins belong to the client under test, which loads the file itself).
+        path = Path(os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or Path.home() / ".kube/config")
+        if not path.is_file():
+            raise ControlPlaneError(f"{EXISTING_ENV} is set but there is no kubeconfig at {path}")
+        config = yaml.safe_load(path.read_text())
+        ctx_name = config.get("current-context")
+        ctx = next(c["context"] for c in config["contexts"] if c["name"] == ctx_name)
+        cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == ctx["cluster"])
+        user = next((u["user"] for u in config.get("users", []) if u["name"] == ctx.get("user")), {})
+        self.kubeconfig = path
+        self.host = cluster["server"].rstrip("/")
+        tmp = Path(tempfile.mkdtemp(prefix="agentkube-existing-"))
+        try:
+            ssl_ctx = ssl.create_default_context()
+            if cluster.get("insecure-skip-tls-verify"):
+                ssl_ctx.check_hostname = False
+                ssl_ctx.verify_mode = ssl.CERT_NONE
+            elif cluster.get("certificate-authority-data"):
+                ssl_ctx.load_verify_locations(
+                    cadata=base64.b64decode(cluster["certificate-authority-data"]).decode()
+                )
+            elif cluster.get("certificate-authority"):
+                ssl_ctx.load_verify_locations(cafile=cluster["certificate-authority"])
+            cert, key = user.get("client-certificate"), user.get("client-key")
+            if user.get("client-certificate-data"):
+                cert, key = str(tmp / "c.crt"), str(tmp / "c.key")
+                Path(cert).write_bytes(base64.b64decode(user["client-certificate-data"]))
+                Path(key).write_bytes(base64.b64decode(user["client-key-data"]))
+            if cert and key:
+                ssl_ctx.load_cert_chain(cert, key)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if user.get("token"):
+            self._auth_header = f"Bearer {user['token']}"
+        self._ssl = ssl_ctx
+        if not self._apiserver_ready():
+            raise ControlPlaneError(f"the cluster of {path} ({self.host}) does not answer /readyz")
+
+    # ----------------------------------------------------------------------------- requests
+
+    def _raw(
+        self, method: str, path: str, body: bytes | None, content_type: str, timeout: float
+    ) -> tuple[int, bytes]:
+        url = urlsplit(self.host)
+        conn = http.client.HTTPSConnection(url.hostname or "", url.port, context=self._ssl, timeout=timeout)
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        if self._auth_header:
+            headers["Authorization"] = self._auth_header
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        content_type: str = "application/json",
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
+        """One synchronous API request as the admin user; the decoded JSON answer."""
+        if not self.host:
+            raise ControlPlaneError("the control plane is not started")
+        data = json.dumps(body).encode() if body is not None else None
+        status, raw = self._raw(method, path, data, content_type, timeout)
+        if status >= 300:
+            raise HTTPError(method, path, status, raw)
+        return json.loads(raw) if raw else {}
+
+    def apply(self, obj: dict[str, Any], *, field_manager: str = "agentkube-envtest") -> dict[str, Any]:
+        """Server-side apply one object whose kind's REST path is given by ``_path_of``."""
+        path = _path_of(obj) + f"?fieldManager={field_manager}&force=true"
+        return self.request("PATCH", path, obj, content_type="application/apply-patch+yaml")
+
+    def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
+        meta: dict[str, Any] = {"name": name}
+        if labels:
+            meta["labels"] = labels
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+        self.request("POST", "/api/v1/namespaces", namespace)
+
+    def delete_namespace(self, name: str) -> None:
+        # Without kube-controller-manager a namespace stays Terminating; its objects no longer matter
+        # because every test has its own namespace.
+        with contextlib.suppress(HTTPError):
+            self.request("DELETE", f"/api/v1/namespaces/{name}")
+
+    # ----------------------------------------------------------------------------- CRDs
+
+    def install_crds(self, paths: Iterable[str | os.PathLike[str]], timeout: float = 30.0) -> list[str]:
+        """Apply every CustomResourceDefinition in the YAML files (or directories) given, then wait
+        until each is Established and discovery serves all its versions. Returns the CRD names."""
+        crds = [doc for doc in _load_yaml_docs(paths) if doc.get("kind") == "CustomResourceDefinition"]
+        for crd in crds:
+            self.apply(crd)
+        deadline = time.monotonic() + timeout
+        for crd in crds:
+            self._wait_served(crd, deadline)
+        return [crd["metadata"]["name"] for crd in crds]
+
+    def _wait_served(self, crd: dict[str, Any], deadline: float) -> None:
+        name = crd["metadata"]["name"]
+        group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
+        versions = [v["name"] for v in crd["spec"]["versions"] if v.get("served", True)]
+        while True:
+            try:
+                live = self.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+                established = any(
+                    c["type"] == "Established" and c["status"] == "True"
+                    for c in live.get("status", {}).get("conditions", [])
+                )
+                served = established and all(
+                    any(r["name"] == plural for r in self.request("GET", f"/apis/{group}/{v}")["resources"])
+                    for v in versions
+                )
+            except HTTPError:
+                served = False
+            if served:
+                return
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(f"CRD {name} was not served by discovery in time")
+            time.sleep(0.1)
+
+
+def _load_yaml_docs(paths: Iterable[str | os.PathLike[str]]) -> Iterator[dict[str, Any]]:
+    for p in paths:
+        path = Path(p)
+        files = [path]
+        if path.is_dir():
+            files = sorted(f for f in path.rglob("*") if f.suffix in (".yaml", ".yml"))
+        for f in files:
+            for doc in yaml.safe_load_all(f.read_text()):
+                if isinstance(doc, dict):
+                    yield doc
+
+
+def _path_of(obj: dict[str, Any]) -> str:
+    """REST path of the few built-in kinds set-up code applies (CRDs, namespaces)."""
+    kind, name = obj["kind"], obj["metadata"]["name"]
+    if kind == "CustomResourceDefinition":
+        return f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+    if kind == "Namespace":
+        return f"/api/v1/namespaces/{name}"
+    raise ControlPlaneError(f"ControlPlane.apply does not know the path of kind {kind}; use a client")

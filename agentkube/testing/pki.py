@@ -1,0 +1,137 @@
+"""The certificates a throwaway control plane needs, made in memory with ``cryptography``.
+
+One CA signs the kube-apiserver's serving certificate and the admin client certificate
+(``O=system:masters``, so RBAC lets it do anything); a separate RSA key signs service-account tokens.
+Keys are ECDSA P-256 where Kubernetes accepts them, because they are generated in microseconds.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = ["PKI", "CertKey"]
+
+_VALIDITY = datetime.timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class CertKey:
+    """A PEM certificate and its PEM private key."""
+
+    cert: bytes
+    key: bytes
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _name(common_name: str, organization: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if organization:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    return x509.Name(attrs)
+
+
+class PKI:
+    """A CA plus the leaf certificates of one control plane."""
+
+    def __init__(self) -> None:
+        now = datetime.datetime.now(datetime.UTC)
+        self._now = now - datetime.timedelta(minutes=5)  # tolerate a little clock skew
+        self._ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = _name("agentkube-envtest-ca")
+        self._ca_cert = (
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(self._ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(self._now)
+            .not_valid_after(self._now + _VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(self._ca_key, hashes.SHA256())
+        )
+        self.ca = CertKey(self._ca_cert.public_bytes(serialization.Encoding.PEM), _pem_key(self._ca_key))
+        self.serving = self._leaf(
+            _name("kube-apiserver"),
+            ExtendedKeyUsageOID.SERVER_AUTH,
+            sans=[
+                x509.DNSName("localhost"),
+                x509.DNSName("kubernetes"),
+                x509.DNSName("kubernetes.default"),
+                x509.DNSName("kubernetes.default.svc"),
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            ],
+        )
+        self.admin = self._leaf(_name("admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH)
+        sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.service_account = CertKey(
+            sa_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+            _pem_key(sa_key),
+        )
+
+    def _leaf(
+        self, subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName] | None = None
+    ) -> CertKey:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self._ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(self._now)
+            .not_valid_after(self._now + _VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        cert = builder.sign(self._ca_key, hashes.SHA256())
+        return CertKey(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
+
+    def write(self, directory: Path) -> dict[str, Path]:
+        """Write every file the processes read; returns their paths by role."""
+        files = {
+            "ca.crt": self.ca.cert,
+            "serving.crt": self.serving.cert,
+            "serving.key": self.serving.key,
+            "admin.crt": self.admin.cert,
+            "admin.key": self.admin.key,
+            "sa.pub": self.service_account.cert,
+            "sa.key": self.service_account.key,
+        }
+        paths = {}
+        for name, data in files.items():
+            path = directory / name
+            path.write_bytes(data)
+            path.chmod(0o600)
+            paths[name] = path
+        return paths

@@ -1,0 +1,72 @@
+"""pytest fixtures over ``ControlPlane``: one control plane per session, one namespace per test.
+
+Fixtures:
+- ``agentkube_crd_paths`` (session): CRD files or directories to install. Default: none; override it
+  in your ``conftest.py``.
+- ``control_plane`` (session): the started ``ControlPlane``.
+- ``namespace`` (function): the name of a namespace made for this test alone, deleted after it.
+- ``client`` (function, async): an ``agentkube.runtime.client.Client`` for the control plane.
+
+Starting the control plane is lazy: a session whose tests use none of these starts nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from agentkube.testing.controlplane import ControlPlane
+
+if TYPE_CHECKING:
+    from agentkube.runtime.client import Client
+
+__all__ = ["agentkube_crd_paths", "client", "control_plane", "namespace"]
+
+TEST_NAMESPACE_LABEL = "agentkube.io/test"
+
+
+@pytest.fixture(scope="session")
+def agentkube_crd_paths() -> list[Path]:
+    return []
+
+
+@pytest.fixture(scope="session")
+def control_plane(agentkube_crd_paths: list[Path]) -> Iterator[ControlPlane]:
+    with ControlPlane(crd_paths=agentkube_crd_paths) as plane:
+        yield plane
+
+
+def _namespace_name(test_name: str) -> str:
+    slug = re.sub(r"[^a-z0-9-]+", "-", test_name.lower()).strip("-")[:48].strip("-")
+    return f"{slug or 't'}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = _namespace_name(request.node.name)
+    control_plane.create_namespace(name, labels={TEST_NAMESPACE_LABEL: "true"})
+    yield name
+    control_plane.delete_namespace(name)
+
+
+try:
+    import pytest_asyncio
+except ImportError:  # pragma: no cover - the async fixture needs pytest-asyncio
+    pass
+else:
+
+    @pytest_asyncio.fixture(loop_scope="session")
+    async def client(control_plane: ControlPlane) -> AsyncIterator[Client]:
+        from agentkube.runtime.client import Client
+
+        assert control_plane.kubeconfig is not None
+        c = await Client.from_kubeconfig(str(control_plane.kubeconfig))
+        try:
+            yield c
+        finally:
+            await c.close()

