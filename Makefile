@@ -35,11 +35,15 @@ lint: venv ## ruff (lint + format check) and mypy --strict on agentkube/runtime.
 	$(BIN)/mypy agentkube/runtime
 
 .PHONY: test
-test: venv lint ## Lint, type-check, then every pytest tier against a real kube-apiserver + etcd.
+test: venv lint crds ## Lint, type-check, then every pytest tier against a real kube-apiserver + etcd.
 	KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" $(BIN)/pytest $(PYTEST_ARGS)
 
+.PHONY: crds
+crds: ## Fetch third-party CRDs (Gateway API, agentgateway) from their Go modules into the cache.
+	@hack/fetch-crds.sh >/dev/null
+
 .PHONY: run
-run: venv ## Run the operator: current kubeconfig, or a local control plane when none answers.
+run: venv crds ## Run the operator: current kubeconfig, or a local control plane when none answers.
 	$(BIN)/agentkube manager --local-control-plane=auto --health-probe-bind-address=127.0.0.1:8081 \
 		--metrics-bind-address=127.0.0.1:8080
 

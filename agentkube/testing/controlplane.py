@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from agentkube.testing.pki import PKI
+from agentkube.testing.pki import PKI, CertKey
 
 __all__ = ["ASSETS_ENV", "ControlPlane", "ControlPlaneError", "HTTPError", "cached_crd_dirs", "find_assets"]
 
@@ -219,6 +219,7 @@ class ControlPlane:
         self.etcd: _Process | None = None
         self.apiserver: _Process | None = None
         self._ssl: ssl.SSLContext | None = None
+        self._pki: PKI | None = None
         self._auth_header: str | None = None
 
     # ----------------------------------------------------------------------------- lifecycle
@@ -268,7 +269,7 @@ class ControlPlane:
             self.work_dir = self._work_dir_arg
         else:
             self.work_dir = Path(tempfile.mkdtemp(prefix="agentkube-envtest-"))
-        pki = PKI()
+        pki = self._pki = PKI()
         files = pki.write(self.work_dir)
 
         client_port, peer_port = _free_port(), _free_port()
@@ -324,8 +325,7 @@ class ControlPlane:
         self._ssl = ctx
         self.start_apiserver()
 
-        self.kubeconfig = self.work_dir / "kubeconfig"
-        self._write_kubeconfig(pki)
+        self.kubeconfig = self._write_kubeconfig("kubeconfig", "admin", pki.admin)
 
     def stop_apiserver(self) -> None:
         """Stop kube-apiserver only; etcd and all data stay. For outage tests."""
@@ -375,8 +375,18 @@ class ControlPlane:
             return False
         return status == 200
 
-    def _write_kubeconfig(self, pki: PKI) -> None:
-        assert self.kubeconfig is not None
+    def user_kubeconfig(self, user: str, groups: list[str] | None = None) -> Path:
+        """A kubeconfig that authenticates as ``user`` in ``groups`` (client certificate), so a test
+        can run code with exactly the RBAC a deployment grants, e.g. a service account's:
+        ``user_kubeconfig("system:serviceaccount:agentkube-system:agentkube-controller-manager",
+        ["system:serviceaccounts", "system:serviceaccounts:agentkube-system"])``."""
+        if self._pki is None or self.work_dir is None:
+            raise ControlPlaneError("user_kubeconfig() needs a control plane this process started")
+        safe = "".join(c if c.isalnum() else "-" for c in user)
+        return self._write_kubeconfig(f"kubeconfig-{safe}", user, self._pki.client(user, groups))
+
+    def _write_kubeconfig(self, filename: str, user: str, cred: CertKey) -> Path:
+        assert self.work_dir is not None and self._pki is not None
 
         def b64(data: bytes) -> str:
             return base64.b64encode(data).decode()
@@ -387,23 +397,22 @@ class ControlPlane:
             "clusters": [
                 {
                     "name": "envtest",
-                    "cluster": {"server": self.host, "certificate-authority-data": b64(pki.ca.cert)},
+                    "cluster": {"server": self.host, "certificate-authority-data": b64(self._pki.ca.cert)},
                 }
             ],
             "users": [
                 {
-                    "name": "envtest-admin",
-                    "user": {
-                        "client-certificate-data": b64(pki.admin.cert),
-                        "client-key-data": b64(pki.admin.key),
-                    },
+                    "name": user,
+                    "user": {"client-certificate-data": b64(cred.cert), "client-key-data": b64(cred.key)},
                 }
             ],
-            "contexts": [{"name": "envtest", "context": {"cluster": "envtest", "user": "envtest-admin"}}],
+            "contexts": [{"name": "envtest", "context": {"cluster": "envtest", "user": user}}],
             "current-context": "envtest",
         }
-        self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.kubeconfig.chmod(0o600)
+        path = self.work_dir / filename
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        path.chmod(0o600)
+        return path
 
     def _connect_existing(self) -> None:
         # Set-up requests need only the common kubeconfig shapes: client certificates or a token,

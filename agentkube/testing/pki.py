@@ -36,11 +36,8 @@ def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     )
 
 
-def _name(common_name: str, organization: str | None = None) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
-    if organization:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
-    return x509.Name(attrs)
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
 class PKI:
@@ -88,7 +85,7 @@ class PKI:
                 x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
             ],
         )
-        self.admin = self._leaf(_name("admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH)
+        self.admin = self.client("admin", ["system:masters"])
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.service_account = CertKey(
             sa_key.public_key().public_bytes(
@@ -96,6 +93,18 @@ class PKI:
             ),
             _pem_key(sa_key),
         )
+
+    def client(self, user: str, groups: list[str] | None = None) -> CertKey:
+        """A client certificate the API server authenticates as ``user`` in ``groups``.
+
+        For a service account, ``user`` is ``system:serviceaccount:<namespace>:<name>``: RBAC matches
+        ServiceAccount subjects by that user name, so the certificate stands in for the token.
+        """
+        # RFC 5280 caps a common name at 64 characters; service-account user names run longer and
+        # kube-apiserver reads the CN without that cap, so the check is skipped.
+        attrs = [x509.NameAttribute(NameOID.COMMON_NAME, user, _validate=False)]
+        attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups or []]
+        return self._leaf(x509.Name(attrs), ExtendedKeyUsageOID.CLIENT_AUTH)
 
     def _leaf(
         self, subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName] | None = None

@@ -195,3 +195,36 @@ def test_a_failed_start_reports_the_log_tail(tmp_path: Path) -> None:
     message = str(failed.value)
     assert "kube-apiserver exited" in message
     assert "no-such-flag" in message
+
+
+def test_user_kubeconfig_is_held_to_its_rbac(control_plane: ControlPlane, namespace: str) -> None:
+    user = f"system:serviceaccount:{namespace}:reader"
+    kubeconfig = control_plane.user_kubeconfig(user, ["system:serviceaccounts"])
+    get = [str(KUBECTL), "--kubeconfig", str(kubeconfig), "-n", namespace, "get", "configmaps", "-o", "name"]
+
+    denied = subprocess.run(get, capture_output=True, text=True)
+    assert denied.returncode != 0
+    assert "forbidden" in denied.stderr.lower()
+
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
+    control_plane.request(
+        "POST",
+        f"{rbac}/roles",
+        {
+            "metadata": {"name": "reader"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}],
+        },
+    )
+    control_plane.request(
+        "POST",
+        f"{rbac}/rolebindings",
+        {
+            "metadata": {"name": "reader"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
+        },
+    )
+    deadline = time.monotonic() + 10  # RBAC is read through the API server's informer: poll briefly
+    while (allowed := subprocess.run(get, capture_output=True, text=True)).returncode != 0:
+        assert time.monotonic() < deadline, allowed.stderr
+        time.sleep(0.1)

