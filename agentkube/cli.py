@@ -22,8 +22,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 if TYPE_CHECKING:
     from agentkube.testing import ControlPlane
 
@@ -85,13 +83,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _crds(output_dir: str | None) -> int:
-    from agentkube.api.crd import crds, write_crds
+    from agentkube.api.crd import crds, render, write_crds
 
     if output_dir:
         for path in write_crds(output_dir):
             print(path)
     else:
-        sys.stdout.write(yaml.safe_dump_all(crds(), sort_keys=False))
+        sys.stdout.write("".join(render(crd) for crd in crds()))
     return 0
 
 

@@ -1,0 +1,182 @@
+"""The base of every API model, and ``Rule``: one validation rule written once, checked twice.
+
+Field-level constraints (enums, patterns, bounds) come from pydantic and reach the CRD schema through
+its JSON schema. Rules that pydantic cannot express as a schema keyword (one field required when
+another has some value, names that must exist elsewhere in the object) are ``Rule`` objects: a CEL
+expression the API server evaluates (``x-kubernetes-validations``) next to the same predicate in
+Python, so ``parse`` rejects exactly what the API server rejects, with the same field named.
+
+Rules attach in two ways:
+- on a model: ``rules: ClassVar[tuple[Rule, ...]]``; ``self`` is the object the model describes;
+- on a field type: ``Annotated[dict[str, str], Rule(...)]``; ``self`` is the field's value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
+
+__all__ = ["RULE_ERROR", "ApiModel", "ListMap", "ListSet", "Reason", "Rule"]
+
+# The error type ``parse`` recognises to append a rule's ``field`` to the location pydantic reports.
+RULE_ERROR = "agentkube_rule"
+
+Reason = Literal["FieldValueRequired", "FieldValueForbidden", "FieldValueInvalid", "FieldValueDuplicate"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A validation rule with a CEL form for the API server and a Python form for ``parse``.
+
+    ``field`` is the CEL ``fieldPath`` relative to ``self`` (".endpoint"), so the API server and
+    ``parse`` both report ``spec.upstreams[0].endpoint`` rather than the enclosing object. ``holds``
+    is None only for transition rules (they read ``oldSelf``, which a single object cannot answer).
+    """
+
+    cel: str
+    message: str
+    holds: Callable[[Any], bool] | None
+    field: str | None = None
+    reason: Reason | None = None
+
+    def to_schema(self) -> dict[str, Any]:
+        rule: dict[str, Any] = {"rule": self.cel, "message": self.message}
+        if self.field:
+            rule["fieldPath"] = self.field
+        if self.reason:
+            rule["reason"] = self.reason
+        return rule
+
+    def check(self, value: Any) -> Any:
+        if self.holds is not None and not self.holds(value):
+            raise PydanticCustomError(RULE_ERROR, "{message}", {"message": self.message, "field": self.field})
+        return value
+
+    # As ``Annotated`` metadata: validate after the wrapped type, and add the CEL rule to its schema.
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema.setdefault("x-kubernetes-validations", []).append(self.to_schema())
+        return json_schema
+
+
+@dataclass(frozen=True)
+class ListMap:
+    """``Annotated`` metadata for a list whose entries are keyed by some of their fields.
+
+    The schema gets ``x-kubernetes-list-type: map``: server-side apply merges entries by key (two
+    managers can each own one upstream) and the API server rejects a key given twice. ``parse``
+    rejects the duplicate too, at the same index.
+    """
+
+    keys: tuple[str, ...]
+
+    def __init__(self, *keys: str) -> None:
+        object.__setattr__(self, "keys", keys)
+
+    def check(self, items: list[Any]) -> list[Any]:
+        seen: set[tuple[Any, ...]] = set()
+        for i, item in enumerate(items):
+            key = tuple(_by_alias(item, k) for k in self.keys)
+            if key in seen:
+                shown = ", ".join(f"{k}={v!r}" for k, v in zip(self.keys, key, strict=True))
+                raise PydanticCustomError(
+                    RULE_ERROR, "{message}", {"message": f"Duplicate value: {shown}", "field": f"[{i}]"}
+                )
+            seen.add(key)
+        return items
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["x-kubernetes-list-type"] = "map"
+        json_schema["x-kubernetes-list-map-keys"] = list(self.keys)
+        return json_schema
+
+
+@dataclass(frozen=True)
+class ListSet:
+    """``Annotated`` metadata for a list of scalars that holds each value once (``listType: set``)."""
+
+    def check(self, items: list[Any]) -> list[Any]:
+        seen: set[Any] = set()
+        for i, item in enumerate(items):
+            if item in seen:
+                raise PydanticCustomError(
+                    RULE_ERROR, "{message}", {"message": f"Duplicate value: {item!r}", "field": f"[{i}]"}
+                )
+            seen.add(item)
+        return items
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["x-kubernetes-list-type"] = "set"
+        return json_schema
+
+
+def _by_alias(item: BaseModel, alias: str) -> Any:
+    """The value of the field whose wire name is ``alias`` (``from`` is the attribute ``from_``)."""
+    for name, info in type(item).model_fields.items():
+        if (info.alias or name) == alias:
+            return getattr(item, name)
+    raise AttributeError(f"{type(item).__name__} has no field {alias!r}")
+
+
+def _add_model_rules(schema: dict[str, Any], cls: type[Any]) -> None:
+    rules: tuple[Rule, ...] = getattr(cls, "rules", ())
+    if rules:
+        schema["x-kubernetes-validations"] = [rule.to_schema() for rule in rules]
+
+
+class ApiModel(BaseModel):
+    """Base of every model in ``agentkube.api``.
+
+    Python names are snake_case, the wire names camelCase (``tool_prefix`` <-> ``toolPrefix``); both
+    are accepted on input, so dicts from the API server parse directly. Unknown fields are ignored,
+    as Go clients ignore them: a manager one release behind its CRDs keeps working.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        frozen=True,
+        json_schema_extra=_add_model_rules,
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = ()
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> ApiModel:
+        for rule in type(self).rules:
+            rule.check(self)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form: camelCase keys, unset optional fields left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
