@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-IMG ?= agentkube:dev
+IMG ?= ghcr.io/agentkube/agentkube:$(shell sed -nE 's/^version = "(.*)"/\1/p' pyproject.toml)
 KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo $(BIN)/kubectl)
 # The pytest tiers `make test` runs; narrow with e.g. `make test PYTEST_ARGS=test/unit`.
 PYTEST_ARGS ?= test
@@ -32,7 +32,7 @@ envtest: ## Build (or reuse) kube-apiserver and etcd from Go modules; prints the
 lint: venv ## ruff (lint + format check) and mypy --strict on agentkube/runtime.
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy agentkube/runtime
+	$(BIN)/mypy agentkube/runtime agentkube/testing
 
 .PHONY: test
 test: venv lint crds ## Lint, type-check, then every pytest tier against a real kube-apiserver + etcd.

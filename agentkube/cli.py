@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,9 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-DEFAULT_DATAPLANE_IMAGE = "ghcr.io/agentkube/agentkube:v0.1.0"
+IMAGE_REPOSITORY = "ghcr.io/agentkube/agentkube"
+DEFAULT_DATAPLANE_IMAGE = f"{IMAGE_REPOSITORY}:{version('agentkube')}"
+"""The image of this release: the operator's own, which also carries the data-plane programs."""
 
 
 def _manager_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -138,8 +141,9 @@ def _start_local_control_plane() -> ControlPlane:
 async def _run_manager(args: argparse.Namespace, kubeconfig: str | None) -> int:
     from agentkube.controllers import OperatorOptions, setup_all
     from agentkube.runtime.client import Client
+    from agentkube.runtime.leaderelection import LeaderElectionLost
     from agentkube.runtime.logging import configure_logging
-    from agentkube.runtime.manager import LeaderElectionLost, Manager, ManagerOptions
+    from agentkube.runtime.manager import Manager, ManagerOptions
 
     configure_logging(args.log_level, args.log_format)
     options = ManagerOptions(

@@ -424,7 +424,7 @@ class ControlPlane:
         ctx_name = config.get("current-context")
         ctx = next(c["context"] for c in config["contexts"] if c["name"] == ctx_name)
         cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == ctx["cluster"])
-        user = next((u["user"] for u in config.get("users", []) if u["name"] == ctx.get("user")), {})
+        user: dict[str, Any] = next((u["user"] for u in config.get("users", []) if u["name"] == ctx.get("user")), {})
         self.kubeconfig = path
         self.host = cluster["server"].rstrip("/")
         tmp = Path(tempfile.mkdtemp(prefix="agentkube-existing-"))
@@ -531,8 +531,12 @@ class ControlPlane:
                     c["type"] == "Established" and c["status"] == "True"
                     for c in live.get("status", {}).get("conditions", [])
                 )
+                # Discovery answers "resources": null for a moment after the CRD is created.
                 served = established and all(
-                    any(r["name"] == plural for r in self.request("GET", f"/apis/{group}/{v}")["resources"])
+                    any(
+                        r["name"] == plural
+                        for r in self.request("GET", f"/apis/{group}/{v}").get("resources") or []
+                    )
                     for v in versions
                 )
             except HTTPError:

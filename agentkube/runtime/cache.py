@@ -1,0 +1,325 @@
+"""The cache: the informers of one process, and reads that never touch the API server.
+
+What a caller may rely on:
+
+- ``informer(gvk, ...)`` returns the one informer for that kind and scope (namespace, selectors,
+  metadata-only), creating it on first use; the same arguments always give the same informer.
+  Informers created after ``start`` start at once.
+- ``get`` and ``list`` read from the stores without I/O and return the stored dicts themselves: treat
+  them as read-only (``copy.deepcopy`` before changing one). A read of a kind no informer caches raises
+  ``NotCached`` instead of quietly starting a cluster-wide watch: declare what you read.
+- When several informers cache a kind, reads use the one with full objects over a metadata-only one,
+  an unfiltered one over one with selectors, and a namespace-scoped one only for its namespace.
+- ``start`` returns once the informers are running (it does not wait for them to sync; that is
+  ``wait_for_sync``). ``stop`` cancels them and waits until they have ended.
+- Objects are stored after the cache's transform, ``strip_managed_fields`` by default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from agentkube.runtime.gvk import GVK, ObjectKey
+from agentkube.runtime.informer import Handler, Informer
+from agentkube.runtime.reflector import Event, EventType, Transform, strip_managed_fields
+from agentkube.runtime.store import INDEX_NAMESPACE, INDEX_OWNER_UID, Indexer
+
+if TYPE_CHECKING:
+    from agentkube.runtime.client import Client
+
+__all__ = [
+    "INDEX_NAMESPACE",
+    "INDEX_OWNER_UID",
+    "Cache",
+    "Event",
+    "EventType",
+    "Handler",
+    "Indexer",
+    "Informer",
+    "NotCached",
+    "parse_label_selector",
+    "strip_managed_fields",
+]
+
+log = structlog.get_logger(__name__)
+
+
+class NotCached(LookupError):
+    """A read asked for a kind (or namespace) that no informer of this cache holds."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    gvk: GVK
+    namespace: str | None
+    label_selector: str | None
+    field_selector: str | None
+    metadata_only: bool
+
+
+class Cache:
+    """Informers by kind and scope, started and stopped together, read without I/O."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        default_namespace: str | None = None,
+        transform: Transform | None = strip_managed_fields,
+        resync_period: float | None = None,
+        watch_timeout: tuple[int, int] = (300, 600),
+        inactivity_timeout: float | None = None,
+    ) -> None:
+        """
+        default_namespace: the namespace informers watch when ``informer`` is not given one.
+            Default None: all namespaces.
+        transform: applied to each object before it is stored. Default ``strip_managed_fields``.
+        resync_period: seconds between RESYNC re-deliveries in every informer. Default None (never).
+        watch_timeout, inactivity_timeout: see ``Reflector``. Defaults (300, 600) and the client's.
+        """
+        self._client = client
+        self.default_namespace = default_namespace or None
+        self.transform = transform
+        self.resync_period = resync_period
+        self._watch_timeout = watch_timeout
+        self._inactivity_timeout = inactivity_timeout
+        self._informers: dict[_Scope, Informer] = {}
+        self._transforms: dict[_Scope, Transform | None] = {}
+        self._indexers: dict[GVK, dict[str, Indexer]] = {}
+        self._tasks: dict[_Scope, asyncio.Task[None]] = {}
+        self._started = False
+
+    # ----------------------------------------------------------------------------------- informers
+
+    def informer(
+        self,
+        gvk: GVK,
+        *,
+        metadata_only: bool = False,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        namespace: str | None = None,
+        transform: Transform | None = None,
+    ) -> Informer:
+        """The informer for this kind and scope, created (and started, if the cache runs) on first use.
+
+        namespace: None means the cache's ``default_namespace``; ``""`` means all namespaces.
+        transform: None means the cache's transform. Asking for an existing informer with another
+            transform is an error: one store cannot hold objects transformed two ways.
+        """
+        scope_ns = self.default_namespace if namespace is None else (namespace or None)
+        scope = _Scope(gvk, scope_ns, label_selector or None, field_selector or None, metadata_only)
+        existing = self._informers.get(scope)
+        if existing is not None:
+            if transform is not None and transform is not self._transforms[scope]:
+                raise ValueError(f"{existing!r} already exists with another transform")
+            return existing
+        chosen = transform if transform is not None else self.transform
+        informer = Informer(
+            self._client,
+            gvk,
+            namespace=scope.namespace,
+            label_selector=scope.label_selector,
+            field_selector=scope.field_selector,
+            metadata_only=metadata_only,
+            transform=chosen,
+            resync_period=self.resync_period,
+            indexers=self._indexers.get(gvk),
+            watch_timeout=self._watch_timeout,
+            inactivity_timeout=self._inactivity_timeout,
+        )
+        self._informers[scope] = informer
+        self._transforms[scope] = chosen
+        if self._started:
+            self._run(scope, informer)
+        return informer
+
+    @property
+    def informers(self) -> builtins.list[Informer]:
+        return list(self._informers.values())
+
+    def add_indexer(self, gvk: GVK, name: str, fn: Indexer) -> None:
+        """Index every informer of ``gvk``, present and future, by ``fn``."""
+        by_name = self._indexers.setdefault(gvk, {})
+        if name in by_name:
+            raise ValueError(f"index {name!r} is already defined for {gvk}")
+        by_name[name] = fn
+        for scope, informer in self._informers.items():
+            if scope.gvk == gvk:
+                informer.add_indexer(name, fn)
+
+    # --------------------------------------------------------------------------------------- reads
+
+    def _reader(self, gvk: GVK, namespace: str | None) -> Informer:
+        candidates = [
+            (scope, informer)
+            for scope, informer in self._informers.items()
+            if scope.gvk == gvk
+            and (scope.namespace is None or namespace is None or scope.namespace == namespace)
+        ]
+        if not candidates:
+            where = f" in namespace {namespace!r}" if namespace else ""
+            raise NotCached(
+                f"no informer caches {gvk}{where}; call cache.informer({gvk!r}) (or declare the kind"
+                " on the controller) before reading it"
+            )
+        # min() keeps the first-created among equals: dicts iterate in insertion order.
+        _, best = min(
+            candidates,
+            key=lambda c: (
+                c[0].metadata_only,
+                c[0].label_selector is not None or c[0].field_selector is not None,
+                c[0].namespace is not None,
+            ),
+        )
+        return best
+
+    def get(self, gvk: GVK, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        """The cached object, or None when the cache does not hold it."""
+        return self._reader(gvk, namespace).store.get(ObjectKey(namespace or None, name))
+
+    def list(
+        self,
+        gvk: GVK,
+        namespace: str | None = None,
+        *,
+        index: tuple[str, str] | None = None,
+        label_selector: str | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        """Cached objects of ``gvk``, narrowed by namespace, an index ``(name, value)`` and a label
+        selector (the API's string syntax), all at once when several are given."""
+        store = self._reader(gvk, namespace).store
+        if index is not None:
+            objs = store.by_index(*index)
+            if namespace:
+                objs = [o for o in objs if o["metadata"].get("namespace") == namespace]
+        elif namespace:
+            objs = store.by_index(INDEX_NAMESPACE, namespace)
+        else:
+            objs = store.list()
+        if label_selector:
+            matches = parse_label_selector(label_selector)
+            objs = [o for o in objs if matches(o["metadata"].get("labels") or {})]
+        return objs
+
+    # ----------------------------------------------------------------------------------- lifecycle
+
+    def _run(self, scope: _Scope, informer: Informer) -> None:
+        task = asyncio.get_running_loop().create_task(informer.run(), name=f"informer {informer!r}")
+        task.add_done_callback(_log_unexpected_end)
+        self._tasks[scope] = task
+
+    async def start(self) -> None:
+        """Start every informer (and, from now on, each one created later); returns at once."""
+        if self._started:
+            return
+        self._started = True
+        for scope, informer in self._informers.items():
+            self._run(scope, informer)
+
+    async def wait_for_sync(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """Wait until every informer created so far has synced; False when ``timeout`` passes first."""
+        informers = list(self._informers.values())
+        try:
+            await asyncio.wait_for(asyncio.gather(*(i.wait_for_sync() for i in informers)), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    @property
+    def synced(self) -> bool:
+        return all(i.synced for i in self._informers.values())
+
+    async def stop(self) -> None:
+        """Cancel every informer and wait until all have ended. The stores keep their last contents."""
+        self._started = False
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _log_unexpected_end(task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    # Informer.run only ends by cancellation; anything else is a bug worth a loud log line.
+    log.error("informer ended unexpectedly", task=task.get_name(), exc_info=exc)
+
+
+# ----------------------------------------------------------------------------------- label selectors
+
+_KEY = r"[A-Za-z0-9][-A-Za-z0-9_./]*"
+_VALUE = r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
+_REQUIREMENT = re.compile(
+    rf"""\s*(?:
+        (?P<not_exists>!\s*(?P<k1>{_KEY}))
+      | (?P<k2>{_KEY})\s+(?P<set_op>in|notin)\s*\(\s*(?P<values>[^)]*)\)
+      | (?P<k3>{_KEY})\s*(?P<op>==|=|!=|>|<)\s*(?P<value>{_VALUE})
+      | (?P<k4>{_KEY})
+    )\s*(?:,|$)""",
+    re.VERBOSE,
+)
+
+LabelMatcher = Callable[[dict[str, str]], bool]
+
+
+@functools.lru_cache(maxsize=256)
+def parse_label_selector(selector: str) -> LabelMatcher:
+    """Compile a label selector in the API's string syntax (``a=b,c!=d,e in (f,g),!h,i``) into a test
+    of a label dict. Raises ValueError naming the part that does not parse."""
+    tests: list[LabelMatcher] = []
+    pos = 0
+    text = selector.strip()
+    while pos < len(text):
+        m = _REQUIREMENT.match(text, pos)
+        if m is None or m.end() == pos:
+            raise ValueError(f"label selector {selector!r}: cannot parse {text[pos:]!r}")
+        pos = m.end()
+        tests.append(_requirement(m, selector))
+    return lambda labels: all(test(labels) for test in tests)
+
+
+def _requirement(m: re.Match[str], selector: str) -> LabelMatcher:
+    if m["not_exists"]:
+        key = m["k1"]
+        return lambda labels: key not in labels
+    if m["set_op"]:
+        key = m["k2"]
+        values = frozenset(v.strip() for v in m["values"].split(",") if v.strip())
+        if m["set_op"] == "in":
+            return lambda labels: labels.get(key) in values
+        return lambda labels: labels.get(key) not in values
+    if m["op"]:
+        key, op, value = m["k3"], m["op"], m["value"]
+        if op in ("=", "=="):
+            return lambda labels: labels.get(key) == value
+        if op == "!=":
+            return lambda labels: labels.get(key) != value
+        try:
+            bound = int(value)
+        except ValueError:
+            raise ValueError(f"label selector {selector!r}: {op} needs an integer, got {value!r}") from None
+        greater = op == ">"
+        return lambda labels: _compare(labels.get(key), bound, greater)
+    key = m["k4"]
+    return lambda labels: key in labels
+
+
+def _compare(value: str | None, bound: int, greater: bool) -> bool:
+    if value is None:
+        return False
+    try:
+        number = int(value)
+    except ValueError:
+        return False
+    return number > bound if greater else number < bound

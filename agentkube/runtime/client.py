@@ -1,0 +1,757 @@
+"""An async Kubernetes client for any kind, on plain dicts.
+
+kubernetes_asyncio supplies only what is hard to get right and easy to reuse: loading kubeconfig or
+in-cluster configuration, credentials (bearer tokens refreshed from the service-account file or an
+exec plugin, client certificates, the CA bundle, TLS server name, proxy) and its aiohttp session.
+Every request is sent here with aiohttp directly and decoded with orjson into plain dicts; no
+generated model classes, no ``Watch`` helper.
+
+What a caller may rely on:
+
+- Kinds are named by ``GVK``; ``resource(gvk)`` asks discovery (cached per group-version) how to reach
+  them and raises ``KindNotServed`` if the server does not serve the kind. ``forget_discovery``
+  drops the cache, e.g. after installing a CRD. A miss in a cached group-version is re-checked with
+  the server at most every few seconds, so a CRD version added later is found without help too.
+- Every request has a total timeout (``request_timeout``, default 30 s) and raises ``RequestTimeout``
+  (a ``TimeoutError``) when it expires, so no call waits forever on a half-open connection.
+  A watch is bounded by its ``timeout_seconds`` plus a margin and by an inactivity timeout
+  (``WatchStalled``).
+- Non-2xx answers raise the typed errors of ``agentkube.runtime.errors`` carrying the server's
+  Status message and causes.
+- ``list`` follows ``continue`` through every page and returns ``(items, resourceVersion)``, every item
+  carrying ``apiVersion`` and ``kind``. If a continue token expires midway, the list is redone in
+  one unpaginated request, as client-go's pager does.
+- Metadata-only list and watch (``metadata_only=True``) ask for PartialObjectMetadata; the objects
+  returned keep only ``apiVersion``, ``kind`` and ``metadata``, with ``apiVersion``/``kind`` set to the
+  kind asked for (not ``meta.k8s.io/v1 PartialObjectMetadata``) so they key the same way as full ones.
+- ``watch`` is an async generator: close it (``contextlib.aclosing``) when you stop early, so the
+  connection is released at once rather than when the generator is collected.
+- Writes send ``fieldManager`` (default ``agentkube``); ``apply`` is server-side apply with
+  ``force`` by default; every write takes ``dry_run=True`` to have the server validate without
+  persisting.
+- Credentials from an exec plugin are refreshed before they expire and, after a 401, the plugin is
+  run again and the request retried once.
+- Each HTTP request counts once in ``rest_client_requests_total{code,method,host}`` (``code`` is
+  ``"<error>"`` when no answer came).
+- The aiohttp connection pool is shared by requests and watches; each open watch holds one
+  connection, so the pool (``Configuration.connection_pool_maxsize``, 100 by default) must exceed
+  the number of concurrent watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+from kubernetes_asyncio import client as k8s_client
+from kubernetes_asyncio import config as k8s_config
+from yarl import URL
+
+from agentkube.runtime import metrics
+from agentkube.runtime.errors import (
+    ApiError,
+    Gone,
+    KindNotServed,
+    RequestTimeout,
+    WatchStalled,
+)
+from agentkube.runtime.gvk import GVK
+from agentkube.runtime.logging import get_logger
+
+__all__ = ["Client", "PatchType", "Resource"]
+
+log = get_logger(__name__)
+
+PatchType = Literal["merge", "json", "strategic"]
+
+_PATCH_CONTENT_TYPES: dict[str, str] = {
+    "merge": "application/merge-patch+json",
+    "json": "application/json-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+}
+# Server-side apply takes YAML; JSON is YAML, so the body is JSON sent under the YAML content type.
+_APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+# The trailing plain application/json lets servers that cannot produce PartialObjectMetadata (some
+# aggregated APIs) answer with full objects, which are then cut down here.
+_ACCEPT_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+_ACCEPT_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+
+# Seconds a watch may outlive its timeoutSeconds before we stop trusting the server to end it.
+_WATCH_MARGIN = 30.0
+# kube-apiserver's watch cache sends a bookmark about once a minute even when nothing changes, so a
+# watch with bookmarks that is silent for two and a half minutes sits on a dead connection.
+_BOOKMARK_INACTIVITY = 150.0
+# A kind missing from a cached group-version is looked up again at most this often.
+_DISCOVERY_MISS_RECHECK = 5.0
+_USER_AGENT = "agentkube/0.1.0 (python; agentkube.runtime)"
+
+Obj = dict[str, Any]
+# Query parameters, in order; a name may repeat. (Named here because Client.list shadows `list`.)
+Query = list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """What discovery says about one kind: where it lives and how it is scoped."""
+
+    gvk: GVK
+    plural: str
+    namespaced: bool
+    subresources: frozenset[str]
+    verbs: frozenset[str] = frozenset()
+
+    def path(
+        self, namespace: str | None = None, name: str | None = None, subresource: str | None = None
+    ) -> str:
+        """The URL path of the collection, or of one object (``name``), or of its subresource.
+
+        ``namespace`` is ignored for cluster-scoped kinds (objects of those carry none), and ``None``
+        for a namespaced kind means the collection across all namespaces.
+        """
+        group, version = self.gvk.group, self.gvk.version
+        parts = ["/apis", group, version] if group else ["/api", version]
+        if self.namespaced and namespace:
+            parts += ["namespaces", quote(namespace, safe="")]
+        parts.append(self.plural)
+        if name is not None:
+            if not name:
+                raise ValueError(f"{self.gvk.kind}: empty name")
+            parts.append(quote(name, safe=""))
+            if subresource:
+                parts.append(subresource)
+        elif subresource:
+            raise ValueError(f"{self.gvk.kind}: subresource {subresource!r} needs an object name")
+        return "/".join(parts)
+
+
+@dataclass
+class _GroupVersion:
+    fetched_at: float
+    kinds: dict[str, Resource]
+
+
+class Client:
+    """An async client for any kind the API server serves; see the module docstring for guarantees.
+
+    Construct it over a configured ``kubernetes_asyncio.client.ApiClient`` (whose aiohttp session it
+    uses and which ``close()`` closes), or with ``await Client.from_kubeconfig()``.
+    """
+
+    def __init__(
+        self,
+        api_client: k8s_client.ApiClient,
+        *,
+        request_timeout: float = 30.0,
+        field_manager: str = "agentkube",
+    ) -> None:
+        if request_timeout <= 0:
+            raise ValueError(f"request_timeout must be positive, got {request_timeout!r}")
+        if not field_manager:
+            raise ValueError("field_manager must not be empty")
+        self._api_client = api_client
+        self._configuration: k8s_client.Configuration = api_client.configuration
+        rest = api_client.rest_client
+        self._session: aiohttp.ClientSession = rest.pool_manager
+        self._proxy: str | None = getattr(rest, "proxy", None) or None
+        self._proxy_headers: Mapping[str, str] | None = getattr(rest, "proxy_headers", None) or None
+        self._server_hostname: str | None = getattr(rest, "server_hostname", None) or None
+        self.request_timeout = request_timeout
+        self.field_manager = field_manager
+        host = str(self._configuration.host).rstrip("/")
+        self._base = host
+        url = URL(host)
+        self._host_label = f"{url.host}:{url.port}" if url.port is not None else str(url.host)
+        self._discovery: dict[str, _GroupVersion] = {}
+        self._discovery_locks: dict[str, asyncio.Lock] = {}
+        # Set by from_kubeconfig when credentials come from an exec plugin: re-runs it after a 401,
+        # for plugins that give no expiry and whose token the server has stopped accepting.
+        self._reauthenticate: Callable[[], Awaitable[None]] | None = None
+
+    # ----------------------------------------------------------------------------------- lifecycle
+
+    @classmethod
+    async def from_kubeconfig(
+        cls,
+        path: str | None = None,
+        *,
+        context: str | None = None,
+        request_timeout: float = 30.0,
+        field_manager: str = "agentkube",
+    ) -> Client:
+        """A client from a kubeconfig file, or from the in-cluster service account.
+
+        With ``path`` None the order is controller-runtime's: ``$KUBECONFIG`` (a list of files,
+        merged), else the in-cluster configuration when running in a pod (service-account token,
+        re-read as the kubelet rotates it, and the cluster CA), else ``~/.kube/config``.
+        ``context`` picks a kubeconfig context other than the current one.
+        """
+        configuration = k8s_client.Configuration()
+        loader: Any = None
+        kubeconfig = path or os.environ.get("KUBECONFIG") or None
+        home_config = Path.home() / ".kube" / "config"
+        in_cluster = kubeconfig is None and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+        if kubeconfig is None and not in_cluster and home_config.exists():
+            kubeconfig = str(home_config)
+        if kubeconfig is not None:
+            loader = await k8s_config.load_kube_config(
+                config_file=kubeconfig,
+                context=context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+        elif in_cluster:
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            raise k8s_config.ConfigException(
+                "no Kubernetes configuration: pass a kubeconfig path, set $KUBECONFIG, "
+                "create ~/.kube/config, or run in a pod"
+            )
+        api_client = k8s_client.ApiClient(configuration=configuration)
+        client = cls(api_client, request_timeout=request_timeout, field_manager=field_manager)
+        if loader is not None and _uses_exec_plugin(loader):
+            _install_exec_refresh(client, loader, configuration)
+        return client
+
+    async def close(self) -> None:
+        """Close the underlying session (and with it every open watch)."""
+        await self._api_client.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def host(self) -> str:
+        """The API server's base URL, e.g. ``https://127.0.0.1:6443``."""
+        return self._base
+
+    # ----------------------------------------------------------------------------------- discovery
+
+    async def resource(self, gvk: GVK) -> Resource:
+        """How to reach ``gvk``; raises ``KindNotServed`` when the server does not serve it."""
+        gv = gvk.api_version
+        cached = self._discovery.get(gv)
+        if cached is not None:
+            found = cached.kinds.get(gvk.kind)
+            if found is not None:
+                return found
+            if time.monotonic() - cached.fetched_at < _DISCOVERY_MISS_RECHECK:
+                raise KindNotServed(gv, gvk.kind)
+        lock = self._discovery_locks.setdefault(gv, asyncio.Lock())
+        async with lock:
+            current = self._discovery.get(gv)
+            # Another task may have refreshed it while we waited for the lock.
+            if current is None or current is cached:
+                current = await self._discover(gvk)
+            found = current.kinds.get(gvk.kind)
+        if found is None:
+            raise KindNotServed(gv, gvk.kind)
+        return found
+
+    def forget_discovery(self, gvk: GVK | None = None) -> None:
+        """Drop what discovery said about ``gvk``'s group-version, or about everything."""
+        if gvk is None:
+            self._discovery.clear()
+        else:
+            self._discovery.pop(gvk.api_version, None)
+
+    async def _discover(self, gvk: GVK) -> _GroupVersion:
+        gv = gvk.api_version
+        path = f"/apis/{gv}" if gvk.group else f"/api/{gv}"
+        try:
+            body = await self._json("GET", path)
+        except ApiError as exc:
+            if exc.status == 404:
+                self._discovery.pop(gv, None)
+                raise KindNotServed(gv, gvk.kind, "group-version not served") from exc
+            raise
+        kinds: dict[str, Resource] = {}
+        subresources: dict[str, set[str]] = {}
+        for entry in body.get("resources") or []:
+            name = str(entry.get("name", ""))
+            if "/" in name:
+                parent, _, sub = name.partition("/")
+                subresources.setdefault(parent, set()).add(sub)
+        for entry in body.get("resources") or []:
+            name = str(entry.get("name", ""))
+            kind = entry.get("kind")
+            if "/" in name or not kind:
+                continue
+            kinds[kind] = Resource(
+                gvk=GVK(gvk.group, gvk.version, kind),
+                plural=name,
+                namespaced=bool(entry.get("namespaced")),
+                subresources=frozenset(subresources.get(name, ())),
+                verbs=frozenset(entry.get("verbs") or ()),
+            )
+        entry_gv = _GroupVersion(time.monotonic(), kinds)
+        self._discovery[gv] = entry_gv
+        return entry_gv
+
+    # ----------------------------------------------------------------------------------- reads
+
+    async def get(self, gvk: GVK, name: str, namespace: str | None = None) -> Obj:
+        """One object; ``NotFound`` if it does not exist."""
+        res = await self.resource(gvk)
+        obj = await self._json("GET", res.path(namespace, name))
+        return _with_type(obj, gvk)
+
+    async def list(
+        self,
+        gvk: GVK,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int = 500,
+        resource_version: str | None = None,
+        metadata_only: bool = False,
+    ) -> tuple[list[Obj], str]:
+        """Every object (across all pages), and the list's resourceVersion to start a watch from.
+
+        ``resource_version="0"`` lets the server answer from its watch cache (possibly stale, much
+        cheaper); ``None`` is a consistent read. ``limit`` is the page size (0: no paging).
+        """
+        if limit < 0:
+            raise ValueError(f"limit must not be negative, got {limit}")
+        res = await self.resource(gvk)
+        path = res.path(namespace)
+        accept = _ACCEPT_METADATA_LIST if metadata_only else "application/json"
+        base: Query = []
+        if label_selector:
+            base.append(("labelSelector", label_selector))
+        if field_selector:
+            base.append(("fieldSelector", field_selector))
+        items: list[Obj] = []
+        continue_token: str | None = None
+        while True:
+            query = list(base)
+            if limit:
+                query.append(("limit", str(limit)))
+            if continue_token:
+                # The server rejects resourceVersion together with continue: the token pins it.
+                query.append(("continue", continue_token))
+            elif resource_version is not None:
+                query.append(("resourceVersion", resource_version))
+            try:
+                page = await self._json("GET", path, query=query, accept=accept)
+            except Gone:
+                if continue_token is None:
+                    raise
+                # The continue token outlived etcd's compaction window: list everything in one go.
+                log.info("list continue token expired; listing without pages", kind=str(gvk))
+                if resource_version is not None:
+                    base.append(("resourceVersion", resource_version))
+                page = await self._json("GET", path, query=base, accept=accept)
+                items = _items_of(page, gvk, metadata_only)
+                break
+            items.extend(_items_of(page, gvk, metadata_only))
+            continue_token = (page.get("metadata") or {}).get("continue") or None
+            if not continue_token:
+                break
+        return items, str((page.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def watch(
+        self,
+        gvk: GVK,
+        namespace: str | None = None,
+        *,
+        resource_version: str,
+        timeout_seconds: int,
+        allow_bookmarks: bool = True,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        metadata_only: bool = False,
+        inactivity_timeout: float | None = None,
+    ) -> AsyncIterator[Obj]:
+        """Yield watch events ``{"type": ADDED|MODIFIED|DELETED|BOOKMARK, "object": {...}}``.
+
+        Ends normally when the server closes the stream (at ``timeout_seconds``); resume from the
+        last ``metadata.resourceVersion`` seen (bookmarks included). An ERROR event raises the
+        matching ``ApiError`` (``Gone`` for an expired resourceVersion: relist). ``WatchStalled`` is
+        raised when no bytes arrive for ``inactivity_timeout`` seconds: by default 150 s with
+        bookmarks (which arrive about every minute), or ``timeout_seconds`` + 30 s without them.
+        """
+        if timeout_seconds <= 0:
+            raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds}")
+        if inactivity_timeout is None:
+            inactivity_timeout = _BOOKMARK_INACTIVITY if allow_bookmarks else timeout_seconds + _WATCH_MARGIN
+        if inactivity_timeout <= 0:
+            raise ValueError(f"inactivity_timeout must be positive, got {inactivity_timeout}")
+        res = await self.resource(gvk)
+        path = res.path(namespace)
+        query: Query = [
+            ("watch", "true"),
+            ("resourceVersion", resource_version),
+            ("timeoutSeconds", str(timeout_seconds)),
+        ]
+        if allow_bookmarks:
+            query.append(("allowWatchBookmarks", "true"))
+        if label_selector:
+            query.append(("labelSelector", label_selector))
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        accept = _ACCEPT_METADATA if metadata_only else "application/json"
+        timeout = aiohttp.ClientTimeout(
+            total=timeout_seconds + _WATCH_MARGIN,
+            connect=self.request_timeout,
+            sock_connect=self.request_timeout,
+        )
+        try:
+            # Response headers come at once from a healthy server; only the body may be long-lived.
+            async with asyncio.timeout(self.request_timeout):
+                response = await self._send("GET", path, query=query, accept=accept, client_timeout=timeout)
+        except TimeoutError as exc:
+            raise RequestTimeout(f"watch {path}: no answer within {self.request_timeout:g} s") from exc
+        try:
+            if response.status >= 300:
+                body = await _read_bounded(response, self.request_timeout)
+                raise _error_from(response.status, body)
+            pending = bytearray()
+            while True:
+                inactivity = asyncio.timeout(inactivity_timeout)
+                try:
+                    async with inactivity:
+                        chunk = await response.content.readany()
+                except TimeoutError as exc:
+                    if inactivity.expired():
+                        raise WatchStalled(
+                            f"watch {path}: no data for {inactivity_timeout:g} s; "
+                            "the connection is presumed dead"
+                        ) from exc
+                    raise RequestTimeout(
+                        f"watch {path}: not closed by the server within "
+                        f"timeoutSeconds={timeout_seconds} + {_WATCH_MARGIN:g} s"
+                    ) from exc
+                if not chunk:
+                    break
+                pending += chunk
+                if b"\n" not in chunk:
+                    continue
+                *lines, rest = pending.split(b"\n")
+                pending = bytearray(rest)
+                for line in lines:
+                    if line.strip():
+                        yield _decode_event(line, gvk, metadata_only)
+            if pending.strip():
+                yield _decode_event(pending, gvk, metadata_only)
+        finally:
+            # Closing (not releasing) drops the connection: an unfinished watch body cannot be reused.
+            response.close()
+
+    # ----------------------------------------------------------------------------------- writes
+
+    async def create(self, obj: Obj, *, dry_run: bool = False) -> Obj:
+        """Create ``obj`` (POST); ``AlreadyExists`` if the name is taken."""
+        gvk, res, namespace, _ = await self._locate(obj, need_name=False)
+        query = self._write_query(dry_run)
+        created = await self._json("POST", res.path(namespace), body=orjson.dumps(obj), query=query)
+        return _with_type(created, gvk)
+
+    async def replace(self, obj: Obj, *, subresource: str | None = None, dry_run: bool = False) -> Obj:
+        """Replace ``obj`` (PUT). With ``metadata.resourceVersion`` set this is a compare-and-swap:
+        ``Conflict`` if the object changed since that version was read."""
+        gvk, res, namespace, name = await self._locate(obj, need_name=True)
+        query = self._write_query(dry_run)
+        replaced = await self._json(
+            "PUT", res.path(namespace, name, subresource), body=orjson.dumps(obj), query=query
+        )
+        return _with_type(replaced, gvk)
+
+    async def patch(
+        self,
+        gvk: GVK,
+        name: str,
+        namespace: str | None,
+        patch: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        *,
+        patch_type: PatchType = "merge",
+        subresource: str | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
+        """Patch one object: JSON merge patch (a dict), JSON patch (a list of operations) or a
+        strategic merge patch (built-in kinds only)."""
+        content_type = _PATCH_CONTENT_TYPES.get(patch_type)
+        if content_type is None:
+            raise ValueError(f"patch_type must be one of {sorted(_PATCH_CONTENT_TYPES)}, got {patch_type!r}")
+        res = await self.resource(gvk)
+        _require_namespace(res, namespace, name)
+        patched = await self._json(
+            "PATCH",
+            res.path(namespace, name, subresource),
+            body=orjson.dumps(patch),
+            content_type=content_type,
+            query=self._write_query(dry_run),
+        )
+        return _with_type(patched, gvk)
+
+    async def delete(
+        self,
+        gvk: GVK,
+        name: str,
+        namespace: str | None = None,
+        *,
+        propagation: Literal["Background", "Foreground", "Orphan"] = "Background",
+        uid: str | None = None,
+        resource_version: str | None = None,
+        dry_run: bool = False,
+    ) -> None:
+        """Delete one object; ``NotFound`` if it is already gone. ``uid``/``resource_version`` are
+        preconditions (``Conflict`` when the object is not that one / not at that version)."""
+        res = await self.resource(gvk)
+        _require_namespace(res, namespace, name)
+        options: Obj = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
+        preconditions = {}
+        if uid is not None:
+            preconditions["uid"] = uid
+        if resource_version is not None:
+            preconditions["resourceVersion"] = resource_version
+        if preconditions:
+            options["preconditions"] = preconditions
+        if dry_run:
+            options["dryRun"] = ["All"]
+        await self._json("DELETE", res.path(namespace, name), body=orjson.dumps(options))
+
+    async def apply(
+        self,
+        obj: Obj,
+        *,
+        field_manager: str | None = None,
+        force: bool = True,
+        subresource: str | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
+        """Server-side apply ``obj`` (or, with ``subresource="status"``, its status).
+
+        ``obj`` is the whole intent of this field manager: fields it applied before and leaves out
+        now are removed. ``force`` takes ownership of fields other managers set (a controller is the
+        authority over what it applies); without it such fields raise ``Conflict``.
+        """
+        gvk, res, namespace, name = await self._locate(obj, need_name=True)
+        query = [("fieldManager", field_manager or self.field_manager)]
+        if force:
+            query.append(("force", "true"))
+        if dry_run:
+            query.append(("dryRun", "All"))
+        applied = await self._json(
+            "PATCH",
+            res.path(namespace, name, subresource),
+            body=orjson.dumps(obj),
+            content_type=_APPLY_CONTENT_TYPE,
+            query=query,
+        )
+        return _with_type(applied, gvk)
+
+    # ----------------------------------------------------------------------------------- plumbing
+
+    def _write_query(self, dry_run: bool) -> Query:
+        query = [("fieldManager", self.field_manager)]
+        if dry_run:
+            query.append(("dryRun", "All"))
+        return query
+
+    async def _locate(self, obj: Obj, *, need_name: bool) -> tuple[GVK, Resource, str | None, str]:
+        try:
+            gvk = GVK.from_object(obj)
+        except (KeyError, TypeError):
+            raise ValueError("object needs apiVersion and kind") from None
+        meta = obj.get("metadata") or {}
+        name = str(meta.get("name") or "")
+        if need_name and not name:
+            raise ValueError(f"{gvk.kind}: metadata.name is required")
+        namespace = meta.get("namespace") or None
+        res = await self.resource(gvk)
+        _require_namespace(res, namespace, name or meta.get("generateName") or "?")
+        return gvk, res, namespace, name
+
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+    ) -> Obj:
+        """Send one request and return its decoded JSON body, or raise the matching error."""
+        timeout = aiohttp.ClientTimeout(total=self.request_timeout)
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                response = await self._send(
+                    method, path, query=query, body=body, content_type=content_type, accept=accept,
+                    client_timeout=timeout,
+                )  # fmt: skip
+                try:
+                    data = await response.read()
+                finally:
+                    response.release()
+        except TimeoutError as exc:
+            raise RequestTimeout(f"{method} {path}: no answer within {self.request_timeout:g} s") from exc
+        if response.status >= 300:
+            raise _error_from(response.status, data)
+        if not data:
+            return {}
+        decoded = orjson.loads(data)
+        if not isinstance(decoded, dict):
+            raise ApiError(response.status, "", f"{method} {path}: expected a JSON object")
+        return decoded
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+        client_timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        """Send one request with credentials; count it; retry once after a 401 if the credentials
+        come from an exec plugin that can mint new ones. The caller releases the response."""
+        for attempt in (1, 2):
+            headers = {"Accept": accept, "User-Agent": _USER_AGENT}
+            if body is not None:
+                headers["Content-Type"] = content_type
+            auth = await self._configuration.auth_settings()
+            for setting in auth.values():
+                if setting.get("in") == "header" and setting.get("value"):
+                    headers[str(setting["key"])] = str(setting["value"])
+            kwargs: dict[str, Any] = {}
+            if self._proxy:
+                kwargs["proxy"] = self._proxy
+                if self._proxy_headers:
+                    kwargs["proxy_headers"] = self._proxy_headers
+            if self._server_hostname:
+                kwargs["server_hostname"] = self._server_hostname
+            try:
+                response = await self._session.request(
+                    method,
+                    self._base + path,
+                    params=list(query),
+                    data=body,
+                    headers=headers,
+                    timeout=client_timeout,
+                    **kwargs,
+                )
+            except BaseException:
+                metrics.REST_CLIENT_REQUESTS.labels(
+                    code="<error>", method=method, host=self._host_label
+                ).inc()
+                raise
+            metrics.REST_CLIENT_REQUESTS.labels(
+                code=str(response.status), method=method, host=self._host_label
+            ).inc()
+            if response.status == 401 and attempt == 1 and self._reauthenticate is not None:
+                response.release()
+                log.info("API server answered 401; refreshing exec-plugin credentials")
+                await self._reauthenticate()
+                continue
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _require_namespace(res: Resource, namespace: str | None, name: str) -> None:
+    if res.namespaced and not namespace:
+        raise ValueError(f"{res.gvk.kind} {name}: metadata.namespace is required for a namespaced kind")
+
+
+def _with_type(obj: Obj, gvk: GVK) -> Obj:
+    # Lists (and some subresource answers) omit apiVersion/kind; everything we hand out carries them.
+    if "kind" not in obj or "apiVersion" not in obj:
+        obj["apiVersion"] = gvk.api_version
+        obj["kind"] = gvk.kind
+    return obj
+
+
+def _as_metadata(obj: Obj, gvk: GVK) -> Obj:
+    return {"apiVersion": gvk.api_version, "kind": gvk.kind, "metadata": obj.get("metadata") or {}}
+
+
+def _items_of(page: Obj, gvk: GVK, metadata_only: bool) -> list[Obj]:
+    items: list[Obj] = page.get("items") or []
+    if metadata_only:
+        return [_as_metadata(item, gvk) for item in items]
+    api_version, kind = gvk.api_version, gvk.kind
+    for item in items:
+        item["apiVersion"] = api_version
+        item["kind"] = kind
+    return items
+
+
+def _decode_event(line: bytes | bytearray, gvk: GVK, metadata_only: bool) -> Obj:
+    event = orjson.loads(line)
+    if not isinstance(event, dict):
+        raise ApiError(0, "", "watch stream sent something other than an event object")
+    obj = event.get("object")
+    if event.get("type") == "ERROR":
+        raise ApiError.from_status(obj if isinstance(obj, dict) else None, fallback_message="watch error")
+    if isinstance(obj, dict):
+        event["object"] = _as_metadata(obj, gvk) if metadata_only else _with_type(obj, gvk)
+    return event
+
+
+def _error_from(status: int, data: bytes) -> ApiError:
+    body: Obj | None = None
+    text = ""
+    try:
+        decoded = orjson.loads(data) if data else None
+        body = decoded if isinstance(decoded, dict) else None
+    except orjson.JSONDecodeError:
+        text = data[:512].decode("utf-8", errors="replace").strip()
+    return ApiError.from_status(body, status=status, fallback_message=text)
+
+
+async def _read_bounded(response: aiohttp.ClientResponse, seconds: float) -> bytes:
+    try:
+        async with asyncio.timeout(seconds):
+            return await response.read()
+    except TimeoutError:
+        return b""
+
+
+def _uses_exec_plugin(loader: Any) -> bool:
+    user = getattr(loader, "_user", None)
+    try:
+        return user is not None and "exec" in user
+    except TypeError:
+        return False
+
+
+def _install_exec_refresh(client: Client, loader: Any, configuration: k8s_client.Configuration) -> None:
+    """Keep exec-plugin tokens fresh: re-run the plugin before each request once its token is near
+    expiry (kubernetes_asyncio caches it until then), and after a 401 whatever the expiry said."""
+    lock = asyncio.Lock()
+
+    async def refresh_if_expiring(cfg: k8s_client.Configuration) -> None:
+        if not hasattr(loader, "exec_plugin_expiry"):
+            return  # no expiry given: the token stands until the server rejects it
+        async with lock:
+            await loader.load_from_exec_plugin()  # no-op while the cached token is fresh
+            if getattr(loader, "token", None):
+                cfg.api_key["BearerToken"] = loader.token
+
+    async def reauthenticate() -> None:
+        async with lock:
+            if hasattr(loader, "exec_plugin_expiry"):
+                del loader.exec_plugin_expiry
+            await loader.load_from_exec_plugin()
+            if getattr(loader, "token", None):
+                configuration.api_key["BearerToken"] = loader.token
+
+    configuration.refresh_api_key_hook = refresh_if_expiring
+    client._reauthenticate = reauthenticate

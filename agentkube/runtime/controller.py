@@ -1,0 +1,324 @@
+"""The controller: events in, a work queue in the middle, workers calling the reconciler.
+
+What a caller may rely on:
+
+- ``watch(source, handler, *predicates)``: every event of ``source`` (an ``Informer``, or anything
+  with ``add_handler`` and ``wait_for_sync``) that passes all predicates is mapped by ``handler`` to
+  requests, which go into the controller's work queue. Handlers are attached once the sources have
+  synced, so the first thing the reconciler sees is a complete cache (the informer replays what it
+  holds as ``ADDED``).
+- ``run()`` waits for every source to sync (``cache_sync_timeout``, default 120 s; ``TimeoutError``
+  naming the sources that did not sync), runs ``max_concurrent_reconciles`` workers (default 1) and
+  returns after ``stop()`` once in-flight reconciles have finished. Cancelling ``run()`` cancels the
+  reconciles in flight. A controller runs once.
+- A request is never reconciled by two workers at once (the queue's exclusivity).
+- The name labels every metric of the controller and its queue: keep it unique in the process.
+- Outcome handling is controller-runtime's, with ``result`` the label of
+  ``controller_runtime_reconcile_total``:
+  success -> ``forget`` (backoff reset), "success";
+  ``Result(requeue_after=s)`` -> ``forget`` and ``add_after(s)``, "requeue_after";
+  ``Result(requeue=True)`` -> ``add_rate_limited``, "requeue";
+  ``TerminalError`` -> no retry, ``controller_runtime_terminal_reconcile_errors_total`` and
+  ``..._reconcile_errors_total`` + 1, "error";
+  any other ``Exception`` -> ``add_rate_limited``, ``..._reconcile_errors_total`` + 1, "error".
+  ``reconcile_time_seconds`` observes every reconcile; ``active_workers`` counts running ones.
+- Panics. Go separates errors (returned) from panics (bugs); Python raises both. A *panic* here is an
+  exception that is not one of ``expected_errors`` — by default ``ApiError`` (the API server said
+  no), ``OSError`` and ``TimeoutError`` (the network failed), ``aiohttp.ClientError`` — nor a
+  ``TerminalError``: a ``KeyError`` or ``TypeError`` from the reconciler's own code. A panic is
+  logged with its traceback, counted in ``controller_runtime_reconcile_panics_total`` *and* handled
+  as an error (counted, retried with backoff), as controller-runtime does with a recovered panic.
+  Expected errors are logged in one line without a traceback. The worker survives both.
+  Exception groups (from ``asyncio.TaskGroup``) are looked into: terminal if any member is a
+  ``TerminalError``, a panic if any member is unexpected.
+- Every reconcile runs inside ``reconcile_context``: its log lines carry a fresh ``reconcile_id``
+  with ``controller``, ``namespace`` and ``name``.
+- An event handler or predicate that raises is logged and the event dropped; the informer goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, Protocol
+
+import aiohttp
+
+from agentkube.runtime import metrics
+from agentkube.runtime.errors import ApiError
+from agentkube.runtime.handler import EventHandler
+from agentkube.runtime.informer import Event
+from agentkube.runtime.logging import get_logger, reconcile_context
+from agentkube.runtime.predicate import Predicate
+from agentkube.runtime.ratelimiter import RateLimiter
+from agentkube.runtime.reconcile import (
+    ReconcileFunc,
+    Reconciler,
+    Request,
+    TerminalError,
+    as_reconciler,
+)
+from agentkube.runtime.workqueue import RateLimitingQueue, ShutDown
+
+__all__ = ["DEFAULT_EXPECTED_ERRORS", "Controller", "Source"]
+
+_log = get_logger("agentkube.runtime.controller")
+
+DEFAULT_EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
+    ApiError,
+    OSError,
+    TimeoutError,
+    aiohttp.ClientError,
+)
+
+_RESULTS = ("success", "error", "requeue", "requeue_after")
+
+
+class Source(Protocol):
+    """Where a controller's events come from; ``Informer`` is one."""
+
+    def add_handler(self, handler: Callable[[Event], None]) -> None: ...
+
+    def remove_handler(self, handler: Callable[[Event], None]) -> None: ...
+
+    async def wait_for_sync(self, timeout: float | None = None) -> bool: ...  # noqa: ASYNC109
+
+
+def _leaves(err: BaseException) -> Iterator[BaseException]:
+    if isinstance(err, BaseExceptionGroup):
+        for member in err.exceptions:
+            yield from _leaves(member)
+    else:
+        yield err
+
+
+def _is_terminal(err: BaseException) -> bool:
+    # Also through ``raise ... from TerminalError(...)``: like Go's errors.Is, wrapping keeps the kind.
+    for leaf in _leaves(err):
+        seen: BaseException | None = leaf
+        while seen is not None:
+            if isinstance(seen, TerminalError):
+                return True
+            seen = seen.__cause__
+    return False
+
+
+class Controller:
+    """Runs a reconciler over the requests its watches produce; see the module docstring."""
+
+    def __init__(
+        self,
+        name: str,
+        reconciler: Reconciler | ReconcileFunc,
+        *,
+        max_concurrent_reconciles: int = 1,
+        rate_limiter: RateLimiter | None = None,
+        cache_sync_timeout: float | None = 120.0,
+        expected_errors: tuple[type[BaseException], ...] = DEFAULT_EXPECTED_ERRORS,
+    ) -> None:
+        if not name:
+            raise ValueError("a controller needs a name (it labels its metrics and logs)")
+        if max_concurrent_reconciles < 1:
+            raise ValueError(f"max_concurrent_reconciles must be >= 1, got {max_concurrent_reconciles}")
+        self.name = name
+        self.reconciler = as_reconciler(reconciler)
+        self.max_concurrent_reconciles = max_concurrent_reconciles
+        self.cache_sync_timeout = cache_sync_timeout
+        self.expected_errors = expected_errors
+        self.queue: RateLimitingQueue[Request] = RateLimitingQueue(name, rate_limiter)
+        self._watches: list[tuple[Source, Callable[[Event], None]]] = []
+        self._startup_hooks: list[Callable[[], Awaitable[None]]] = []
+        self._started = False
+        self._watching = False
+        self._stopping = asyncio.Event()
+
+        # controller-runtime initialises every series of a controller to 0 up front, so a rate() over
+        # errors works before the first error and dashboards show the controller at all.
+        self._total = {r: metrics.RECONCILE_TOTAL.labels(controller=name, result=r) for r in _RESULTS}
+        for child in self._total.values():
+            child.inc(0)
+        self._errors = metrics.RECONCILE_ERRORS.labels(controller=name)
+        self._terminal = metrics.TERMINAL_RECONCILE_ERRORS.labels(controller=name)
+        self._panics = metrics.RECONCILE_PANICS.labels(controller=name)
+        for counter in (self._errors, self._terminal, self._panics):
+            counter.inc(0)
+        self._time = metrics.RECONCILE_TIME.labels(controller=name)
+        self._active = metrics.ACTIVE_WORKERS.labels(controller=name)
+        self._active.set(0)
+        metrics.MAX_CONCURRENT_RECONCILES.labels(controller=name).set(max_concurrent_reconciles)
+
+    def __repr__(self) -> str:
+        return f"Controller({self.name!r})"
+
+    # -- wiring -----------------------------------------------------------------------------------
+
+    def watch(self, source: Source, handler: EventHandler, *predicates: Predicate) -> None:
+        """Enqueue ``handler(event)`` for every event of ``source`` that passes all ``predicates``."""
+        dispatch = self._dispatcher(handler, predicates)
+        self._watches.append((source, dispatch))
+        if self._watching:
+            source.add_handler(dispatch)
+
+    def add_startup_hook(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Await ``hook()`` in ``run()`` after the sources synced and before handlers are attached."""
+        self._startup_hooks.append(hook)
+
+    def _dispatcher(self, handler: EventHandler, predicates: Sequence[Predicate]) -> Callable[[Event], None]:
+        add = self.queue.add
+        name = self.name
+
+        def dispatch(event: Event) -> None:
+            try:
+                for predicate in predicates:
+                    if not predicate(event):
+                        return
+                for request in handler(event):
+                    add(request)
+            except Exception:
+                # A broken mapping must not take the informer's dispatch down with it.
+                _log.exception(
+                    "event handler failed; event dropped",
+                    controller=name,
+                    handler=repr(handler),
+                    event_type=event.type.name,
+                    object=_describe(event.obj),
+                )
+
+        return dispatch
+
+    # -- running ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Sync, then reconcile until ``stop()``; returns once in-flight reconciles finished."""
+        if self._started:
+            raise RuntimeError(f"controller {self.name!r} was already started")
+        self._started = True
+        try:
+            if not await self._wait_for_sources():
+                return
+            for hook in self._startup_hooks:
+                await hook()
+            if self._stopping.is_set():
+                return
+            self._watching = True
+            for source, dispatch in self._watches:
+                source.add_handler(dispatch)
+            _log.info("starting workers", controller=self.name, workers=self.max_concurrent_reconciles)
+            workers = [
+                asyncio.create_task(self._worker(), name=f"{self.name}-worker-{i}")
+                for i in range(self.max_concurrent_reconciles)
+            ]
+            try:
+                await asyncio.gather(*workers)
+            finally:
+                for worker in workers:
+                    worker.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+        finally:
+            self.queue.shutdown()
+            if self._watching:
+                for source, dispatch in self._watches:
+                    source.remove_handler(dispatch)
+        _log.info("workers stopped", controller=self.name)
+
+    async def _wait_for_sources(self) -> bool:
+        """Wait for every source to sync; False if stopped first; TimeoutError past the deadline."""
+        sources = list({id(s): s for s, _ in self._watches}.values())
+        if not sources:
+            return not self._stopping.is_set()
+
+        async def synced(source: Source) -> bool:
+            return await source.wait_for_sync(self.cache_sync_timeout)
+
+        sync = asyncio.ensure_future(asyncio.gather(*(synced(s) for s in sources)))
+        stopped = asyncio.ensure_future(self._stopping.wait())
+        racers: set[asyncio.Future[Any]] = {sync, stopped}
+        try:
+            await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not sync.done():
+                sync.cancel()
+        if not sync.done() or sync.cancelled():
+            return False
+        results = sync.result()
+        missing = [_source_name(s) for s, ok in zip(sources, results, strict=True) if not ok]
+        if missing:
+            raise TimeoutError(
+                f"controller {self.name!r}: caches did not sync within {self.cache_sync_timeout}s: "
+                + ", ".join(missing)
+            )
+        return True
+
+    def stop(self) -> None:
+        """Stop taking work; ``run()`` returns once the reconciles in flight have finished."""
+        self._stopping.set()
+        self.queue.shutdown()
+
+    async def _worker(self) -> None:
+        queue = self.queue
+        while True:
+            try:
+                request = await queue.get()
+            except ShutDown:
+                return
+            try:
+                await self._reconcile(request)
+            finally:
+                queue.done(request)
+
+    async def _reconcile(self, request: Request) -> None:
+        queue = self.queue
+        with reconcile_context(self.name, request.namespace, request.name):
+            self._active.inc()
+            started = time.perf_counter()
+            try:
+                result = await self.reconciler.reconcile(request)
+            except Exception as err:
+                self._errors.inc()
+                self._total["error"].inc()
+                if _is_terminal(err):
+                    self._terminal.inc()
+                    _log.error("reconcile failed with a terminal error; not retrying", error=str(err))
+                    return
+                queue.add_rate_limited(request)
+                if all(isinstance(leaf, self.expected_errors) for leaf in _leaves(err)):
+                    _log.error(
+                        "reconcile failed; retrying with backoff",
+                        error=f"{type(err).__name__}: {err}",
+                        retries=queue.num_requeues(request),
+                    )
+                else:
+                    self._panics.inc()
+                    _log.exception(
+                        "reconcile raised an unexpected exception; retrying with backoff",
+                        retries=queue.num_requeues(request),
+                    )
+                return
+            finally:
+                self._time.observe(time.perf_counter() - started)
+                self._active.dec()
+            if result is not None and result.requeue_after:
+                queue.forget(request)
+                queue.add_after(request, result.requeue_after)
+                self._total["requeue_after"].inc()
+            elif result is not None and result.requeue:
+                queue.add_rate_limited(request)
+                self._total["requeue"].inc()
+            else:
+                queue.forget(request)
+                self._total["success"].inc()
+
+
+def _describe(obj: object) -> str:
+    if isinstance(obj, dict):
+        meta = obj.get("metadata") or {}
+        ns, name = meta.get("namespace"), meta.get("name")
+        return f"{obj.get('kind', '?')} {ns}/{name}" if ns else f"{obj.get('kind', '?')} {name}"
+    return repr(obj)
+
+
+def _source_name(source: Source) -> str:
+    gvk = getattr(source, "gvk", None)
+    return str(gvk) if gvk is not None else repr(source)

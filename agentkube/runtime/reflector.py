@@ -1,0 +1,472 @@
+"""The reflector: keeps a ``Store`` equal to what the API server holds for one kind, and says what changed.
+
+What a caller may rely on:
+
+- The first list asks for ``resourceVersion="0"``: the API server answers from its watch cache instead
+  of a quorum read from etcd, which is what keeps a thousand restarting operators from flattening etcd.
+  The client follows ``continue`` through every page.
+- Then one watch after another, each with ``allowWatchBookmarks`` and a random ``timeoutSeconds`` in
+  [300, 600] (so watches of many processes do not all end at the same moment), resuming from the last
+  resourceVersion seen. Bookmarks move that resourceVersion on even when nothing of ours changes, so a
+  resumed watch rarely starts from a version etcd has compacted away. A client-side inactivity timeout
+  ends a watch whose connection went silent (half-open TCP looks exactly like a quiet watch).
+- A watch (or list) answered with 410 Gone means the resourceVersion is compacted away: the reflector
+  relists without a resourceVersion (a consistent read) and delivers the difference between the store
+  and the fresh list: objects that appeared as ADDED, changed ones as MODIFIED, and objects deleted
+  while the watch was down as DELETED (carrying the last state the store knew). Objects whose
+  resourceVersion did not change produce nothing, so no event is lost or repeated. An object deleted and
+  recreated under the same name while disconnected (new uid) is delivered as DELETED then ADDED.
+- The store is updated before the event for a change is delivered, so a handler reading the cache
+  sees at least the state its event describes.
+- ``run`` never raises for API or connection errors: it logs them, waits a jittered exponential
+  backoff (0.8 s doubling to 30 s, forgotten after 2 minutes without failure) and tries again, for as
+  long as it runs. A kind the server does not serve (a CRD not installed yet) is retried the same way,
+  and discovery is refreshed each time so a CRD installed later is picked up.
+- ``run`` may be cancelled and called again: it resumes watching from the last resourceVersion with the
+  store it has (and relists if that version is gone by then).
+
+Objects pass through the transform before they are stored: ``strip_managed_fields`` by default, which
+drops ``metadata.managedFields`` (often half of an object's bytes, never needed by a controller). The
+reflector then shares repeated strings in the metadata (namespace, labels, owner references, ...)
+between objects, which is most of what makes a cached object small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from agentkube.runtime.errors import Gone, KindNotServed, NotFound
+from agentkube.runtime.gvk import GVK, ObjectKey
+from agentkube.runtime.store import Store
+
+if TYPE_CHECKING:
+    from agentkube.runtime.client import Client
+
+__all__ = [
+    "Backoff",
+    "Event",
+    "EventType",
+    "Reflector",
+    "Transform",
+    "relist_events",
+    "strip_managed_fields",
+]
+
+log = structlog.get_logger(__name__)
+
+Transform = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class EventType(enum.Enum):
+    ADDED = "ADDED"
+    MODIFIED = "MODIFIED"
+    DELETED = "DELETED"
+    # The informer's periodic re-delivery of an unchanged object; never produced by the reflector.
+    RESYNC = "RESYNC"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One change to the cache.
+
+    ``obj`` is the object as stored now (for DELETED: its last state: the final one from a watch, the
+    last one the cache knew when the delete was found by a relist). ``old`` is the object it replaced
+    (MODIFIED) or removed (DELETED), when the store held one.
+    """
+
+    type: EventType
+    obj: dict[str, Any]
+    old: dict[str, Any] | None = None
+
+
+def strip_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    """The default transform: drop ``metadata.managedFields`` (server-side apply bookkeeping)."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return obj
+
+
+_intern = sys.intern
+
+
+def _intern_metadata(obj: dict[str, Any]) -> None:
+    """Share the strings that repeat across objects of a kind (dict keys are shared by orjson already).
+
+    Only values that repeat are worth it: a unique string costs an entry in the intern table and saves
+    nothing. Interned strings are freed when no object uses them any more.
+    """
+    for field in ("apiVersion", "kind"):
+        value = obj.get(field)
+        if type(value) is str:
+            obj[field] = _intern(value)
+    meta = obj.get("metadata")
+    if type(meta) is not dict:
+        return
+    for field in ("namespace", "generateName", "creationTimestamp"):
+        value = meta.get(field)
+        if type(value) is str:
+            meta[field] = _intern(value)
+    labels = meta.get("labels")
+    if type(labels) is dict:
+        for k, v in labels.items():
+            if type(v) is str:
+                labels[k] = _intern(v)
+    finalizers = meta.get("finalizers")
+    if type(finalizers) is list:
+        meta["finalizers"] = [_intern(f) if type(f) is str else f for f in finalizers]
+    refs = meta.get("ownerReferences")
+    if type(refs) is list:
+        for ref in refs:
+            if type(ref) is dict:
+                for field in ("apiVersion", "kind", "name", "uid"):
+                    value = ref.get(field)
+                    if type(value) is str:
+                        ref[field] = _intern(value)
+
+
+class Backoff:
+    """Jittered exponential backoff: ``initial`` doubling up to ``cap``, forgotten after ``reset_after``
+    seconds without a failure.
+
+    Each delay is drawn from ``[base * (1 - jitter), base]``: the stated figures are upper bounds (a
+    reflector never waits more than 30 s once the server is back), and processes that failed together
+    do not retry together. ``clock`` and ``rng`` are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        initial: float = 0.8,
+        cap: float = 30.0,
+        factor: float = 2.0,
+        jitter: float = 0.2,
+        reset_after: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        if not 0 < initial <= cap:
+            raise ValueError(f"backoff needs 0 < initial <= cap, got initial={initial} cap={cap}")
+        if factor < 1:
+            raise ValueError(f"backoff factor must be >= 1, got {factor}")
+        if not 0 <= jitter < 1:
+            raise ValueError(f"backoff jitter must be in [0, 1), got {jitter}")
+        self.initial = initial
+        self.cap = cap
+        self.factor = factor
+        self.jitter = jitter
+        self.reset_after = reset_after
+        self._clock = clock
+        self._rng = rng
+        self._base = initial
+        self._retry_at: float | None = None
+
+    @property
+    def base(self) -> float:
+        """The upper bound of the next delay (before any reset for a healthy stretch)."""
+        return self._base
+
+    def next_delay(self) -> float:
+        """Record a failure now and return how long to wait before the next attempt."""
+        now = self._clock()
+        # Healthy time counts from the moment the previous retry was due, not from the failure, so a
+        # long wait is not mistaken for a long healthy stretch.
+        if self._retry_at is not None and now - self._retry_at >= self.reset_after:
+            self._base = self.initial
+        delay = self._base * (1.0 - self.jitter * self._rng())
+        self._base = min(self.cap, self._base * self.factor)
+        self._retry_at = now + delay
+        return delay
+
+    def reset(self) -> None:
+        self._base = self.initial
+        self._retry_at = None
+
+
+def relist_events(
+    old: Mapping[ObjectKey, dict[str, Any]], new: Mapping[ObjectKey, dict[str, Any]]
+) -> list[Event]:
+    """What changed between two store contents: the events a relist delivers to handlers.
+
+    Same key and resourceVersion: nothing. Same key, other resourceVersion: MODIFIED. Same key, other
+    uid (deleted and recreated meanwhile): DELETED of the old, then ADDED of the new. Keys only in
+    ``new``: ADDED; keys only in ``old``: DELETED with the old object.
+    """
+    events: list[Event] = []
+    for key, obj in new.items():
+        prev = old.get(key)
+        if prev is None:
+            events.append(Event(EventType.ADDED, obj))
+            continue
+        meta, prev_meta = obj["metadata"], prev["metadata"]
+        if meta.get("resourceVersion") == prev_meta.get("resourceVersion"):
+            continue
+        if meta.get("uid") != prev_meta.get("uid"):
+            events.append(Event(EventType.DELETED, prev, prev))
+            events.append(Event(EventType.ADDED, obj))
+        else:
+            events.append(Event(EventType.MODIFIED, obj, prev))
+    for key, prev in old.items():
+        if key not in new:
+            events.append(Event(EventType.DELETED, prev, prev))
+    return events
+
+
+class _WatchEndedEarly(Exception):
+    """The server closed a watch at once without sending anything: treated as a failure, so a server
+    that keeps doing so is retried with backoff instead of in a hot loop."""
+
+
+class Reflector:
+    """List, then watch, one kind into one store; report every change to ``emit``."""
+
+    def __init__(
+        self,
+        client: Client,
+        gvk: GVK,
+        store: Store,
+        emit: Callable[[Event], None],
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        metadata_only: bool = False,
+        transform: Transform | None = strip_managed_fields,
+        watch_timeout: tuple[int, int] = (300, 600),
+        inactivity_timeout: float | None = None,
+        page_size: int = 500,
+        backoff: Backoff | None = None,
+    ) -> None:
+        """
+        namespace: watch only this namespace (ignored for cluster-scoped kinds). Default: all.
+        label_selector, field_selector: server-side filters, in the API's string syntax.
+        metadata_only: list and watch PartialObjectMetadata; objects keep apiVersion, kind, metadata.
+        transform: applied to every object before it is stored. Default ``strip_managed_fields``.
+        watch_timeout: bounds of the random ``timeoutSeconds`` of each watch. Default (300, 600).
+        inactivity_timeout: seconds without a byte (bookmarks come about once a minute) after which
+            a watch is considered dead and restarted. Default: the client's (150 s with bookmarks).
+        page_size: ``limit`` of each list page. Default 500.
+        backoff: retry policy after failures. Default ``Backoff()`` (0.8 s doubling to 30 s).
+        """
+        lo, hi = watch_timeout
+        if not 0 < lo <= hi:
+            raise ValueError(f"watch_timeout needs 0 < low <= high, got {watch_timeout}")
+        self.gvk = gvk
+        self.store = store
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.field_selector = field_selector
+        self.metadata_only = metadata_only
+        self._client = client
+        self._emit = emit
+        self._transform = transform
+        self._watch_timeout = (lo, hi)
+        self._inactivity_timeout = inactivity_timeout
+        self._page_size = page_size
+        self._backoff = backoff or Backoff()
+        self._synced = asyncio.Event()
+        # Where the next watch starts. Empty until the first list; then moved by every event and bookmark.
+        self.resource_version = ""
+        # "0" for the first list (watch cache), None (consistent read from etcd) after a 410.
+        self._list_rv: str | None = "0"
+        self._must_list = True
+        # True while the watch running is the first after a list: a 410 then is not the usual "too old
+        # after a disconnect" but a server that cannot serve its own list's version, and relisting at
+        # once would loop hot.
+        self._list_is_fresh = False
+        self._first_watch_after_list = False
+        self._scope: str | None = None
+        self._scope_known = False
+        self.lists = 0
+        self.watches = 0
+        self._log = log.bind(
+            kind=str(gvk),
+            namespace=namespace,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            metadata_only=metadata_only,
+        )
+
+    @property
+    def synced(self) -> bool:
+        """True once the first list is in the store and its events are delivered."""
+        return self._synced.is_set()
+
+    async def wait_for_sync(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """Wait until synced; False when ``timeout`` seconds pass first."""
+        try:
+            await asyncio.wait_for(self._synced.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def resume_from(self, resource_version: str) -> None:
+        """Make the next ``run`` watch from ``resource_version`` instead of listing first.
+
+        For a store that already holds the state at that version (one kept from an earlier run, or a
+        benchmark replaying history). If the version is gone by then, the usual relist follows.
+        """
+        self.resource_version = resource_version
+        self._must_list = False
+
+    async def run(self) -> None:
+        """List and watch until cancelled. Never raises for API or connection errors."""
+        while True:
+            delay: float
+            try:
+                if self._must_list:
+                    await self._list()
+                await self._watch()
+                continue
+            except Gone as exc:
+                listing = self._must_list
+                self._must_list = True
+                self._list_rv = None
+                if not listing and not self._first_watch_after_list:
+                    # The usual case: the watch's resourceVersion was compacted away while we were
+                    # disconnected. Nothing is wrong with the server, so relist at once.
+                    self._log.info("watch resourceVersion expired, relisting", error=str(exc))
+                    continue
+                # A 410 from the list itself, or from a watch straight after a list.
+                delay = self._backoff.next_delay()
+                self._log.warning("list expired, relisting", error=str(exc), retry_in=round(delay, 3))
+            except (KindNotServed, NotFound) as exc:
+                # The CRD may be installed later (or was removed and discovery is stale): forget what
+                # discovery said so the next try asks again.
+                self._client.forget_discovery(self.gvk)
+                self._scope_known = False
+                delay = self._backoff.next_delay()
+                self._log.warning("kind not served yet", error=str(exc), retry_in=round(delay, 3))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = self._backoff.next_delay()
+                phase = "list" if self._must_list else "watch"
+                self._log.warning(
+                    f"{phase} failed",
+                    error=str(exc) or type(exc).__name__,
+                    error_type=type(exc).__name__,
+                    resource_version=self.resource_version,
+                    retry_in=round(delay, 3),
+                )
+            await asyncio.sleep(delay)
+
+    async def _resolve_scope(self) -> str | None:
+        """The namespace to list and watch in: ours for namespaced kinds, None for cluster-scoped ones."""
+        if not self._scope_known:
+            resource = await self._client.resource(self.gvk)
+            self._scope = self.namespace if resource.namespaced else None
+            self._scope_known = True
+        return self._scope
+
+    def _prepare(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if self.metadata_only and (len(obj) != 3 or obj.get("kind") != self.gvk.kind):
+            # The server sends PartialObjectMetadata; name the kind it stands for, as controller-runtime
+            # does, so a cached object says what it is (the client does this already; keep it certain).
+            obj = {"apiVersion": self.gvk.api_version, "kind": self.gvk.kind, "metadata": obj["metadata"]}
+        if self._transform is not None:
+            try:
+                obj = self._transform(obj)
+            except Exception:
+                # Failing here would restart the watch at the same event forever; an untransformed
+                # object in the cache is the smaller harm, and the log names it.
+                self._log.exception("transform failed; caching the object as sent", object=_key_of(obj))
+        _intern_metadata(obj)
+        return obj
+
+    async def _list(self) -> None:
+        namespace = await self._resolve_scope()
+        self.lists += 1
+        items, rv = await self._client.list(
+            self.gvk,
+            namespace,
+            label_selector=self.label_selector,
+            field_selector=self.field_selector,
+            limit=self._page_size,
+            resource_version=self._list_rv,
+            metadata_only=self.metadata_only,
+        )
+        prepare = self._prepare
+        objs = [prepare(item) for item in items]
+        before = self.store.snapshot()
+        self.store.replace(objs, rv)
+        self.resource_version = rv
+        self._must_list = False
+        self._list_is_fresh = True
+        events = relist_events(before, self.store.snapshot())
+        self._log.debug("listed", objects=len(objs), resource_version=rv, changes=len(events))
+        emit = self._emit
+        for event in events:
+            emit(event)
+        self._synced.set()
+
+    async def _watch(self) -> None:
+        namespace = await self._resolve_scope()
+        timeout = random.randint(*self._watch_timeout)
+        self.watches += 1
+        self._first_watch_after_list, self._list_is_fresh = self._list_is_fresh, False
+        started = time.monotonic()
+        received = 0
+        stream = self._client.watch(
+            self.gvk,
+            namespace,
+            resource_version=self.resource_version,
+            timeout_seconds=timeout,
+            allow_bookmarks=True,
+            label_selector=self.label_selector,
+            field_selector=self.field_selector,
+            metadata_only=self.metadata_only,
+            inactivity_timeout=self._inactivity_timeout,
+        )
+        try:
+            async for event in stream:
+                received += 1
+                self._apply(event)
+        finally:
+            await _close(stream)
+        if received == 0 and time.monotonic() - started < 1.0:
+            raise _WatchEndedEarly("the server closed the watch at once without sending anything")
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        obj = event["object"]
+        rv = obj["metadata"]["resourceVersion"]
+        if kind == "BOOKMARK":
+            self.resource_version = rv
+            return
+        obj = self._prepare(obj)
+        store = self.store
+        if kind == "DELETED":
+            old = store.remove(ObjectKey.of(obj))
+            change = Event(EventType.DELETED, obj, old)
+        elif kind == "ADDED" or kind == "MODIFIED":
+            old = store.upsert(obj)
+            change = Event(EventType.ADDED if old is None else EventType.MODIFIED, obj, old)
+        else:
+            self._log.warning("ignoring watch event of unknown type", type=kind)
+            return
+        self.resource_version = rv
+        self._emit(change)
+
+
+def _key_of(obj: dict[str, Any]) -> str:
+    try:
+        return str(ObjectKey.of(obj))
+    except (KeyError, TypeError, AttributeError):
+        return "<unnamed>"
+
+
+async def _close(stream: AsyncIterator[dict[str, Any]]) -> None:
+    # An async generator left suspended keeps its connection until garbage collection; close it now.
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
