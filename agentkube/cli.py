@@ -139,6 +139,8 @@ def _start_local_control_plane() -> ControlPlane:
 
 
 async def _run_manager(args: argparse.Namespace, kubeconfig: str | None) -> int:
+    import prometheus_client
+
     from agentkube.controllers import OperatorOptions, setup_all
     from agentkube.runtime.client import Client
     from agentkube.runtime.leaderelection import LeaderElectionLost
@@ -146,6 +148,8 @@ async def _run_manager(args: argparse.Namespace, kubeconfig: str | None) -> int:
     from agentkube.runtime.manager import Manager, ManagerOptions
 
     configure_logging(args.log_level, args.log_format)
+    # controller-runtime exposes no *_created series; without them our /metrics matches its dashboards.
+    prometheus_client.disable_created_metrics()
     options = ManagerOptions(
         metrics_bind_address=args.metrics_bind_address,
         health_probe_bind_address=args.health_probe_bind_address,
