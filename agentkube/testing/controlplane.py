@@ -424,7 +424,8 @@ class ControlPlane:
         ctx_name = config.get("current-context")
         ctx = next(c["context"] for c in config["contexts"] if c["name"] == ctx_name)
         cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == ctx["cluster"])
-        user: dict[str, Any] = next((u["user"] for u in config.get("users", []) if u["name"] == ctx.get("user")), {})
+        users = config.get("users") or []
+        user: dict[str, Any] = next((u["user"] for u in users if u["name"] == ctx.get("user")), {})
         self.kubeconfig = path
         self.host = cluster["server"].rstrip("/")
         tmp = Path(tempfile.mkdtemp(prefix="agentkube-existing-"))
