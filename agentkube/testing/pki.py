@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,7 +103,9 @@ class PKI:
         """
         # RFC 5280 caps a common name at 64 characters; service-account user names run longer and
         # kube-apiserver reads the CN without that cap, so the check is skipped.
-        attrs = [x509.NameAttribute(NameOID.COMMON_NAME, user, _validate=False)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            attrs = [x509.NameAttribute(NameOID.COMMON_NAME, user, _validate=False)]
         attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups or []]
         return self._leaf(x509.Name(attrs), ExtendedKeyUsageOID.CLIENT_AUTH)
 
