@@ -1,0 +1,271 @@
+"""The LLMGateway controller: an LLMGateway becomes an LLM gateway (ConfigMap, Deployment, Service, PDB).
+
+Desired state is built by pure functions of the typed spec (``gateway_config``, ``container_env``,
+``workload``, ``served_models``); ``plan`` checks the referenced Secrets through the cache; ``setup``
+wires the controller: the LLMGateway itself (spec changes only), its children, and Secrets, each
+enqueueing the gateways that reference it (index ``INDEX_SECRETS``).
+
+Secrets referenced: each upstream's ``credentialsRef`` (one key), and with ``auth.mode: apikey`` the
+client-key Secret (``auth.secretRef``, by default ``<gateway name>-api-keys``) whose every key is a
+client id and its value that client's API key. Environment variables carrying them:
+``AGENTKUBE_UPSTREAM_<NAME>_APIKEY`` (``<NAME>``: the upstream name upper-cased, ``-`` as ``_``) and
+``AGENTKUBE_CLIENT_<key>`` (the Secret key as is: key characters are all valid in variable names).
+A client added to that Secret changes the config (a new client id) and so rolls the pods.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from agentkube.api.llmgateway import LLM_GATEWAY_KIND, LLMGatewaySpec, LlmUpstream
+from agentkube.controllers import OperatorOptions
+from agentkube.controllers import secrets as secret_refs
+from agentkube.controllers.secrets import SECRET, SecretReferences
+from agentkube.controllers.workload import MAX_CONCURRENT_RECONCILES, Plan, Workload, WorkloadReconciler
+from agentkube.dataplane.configfile import dump
+from agentkube.dataplane.llm.config import (
+    Caching,
+    Client,
+    ClientAuth,
+    Guardrails,
+    Listen,
+    LLMGatewayConfig,
+    ModelMapping,
+    RateLimit,
+    Routing,
+    Upstream,
+)
+from agentkube.runtime.gvk import GVK
+from agentkube.runtime.predicate import GenerationChanged
+from agentkube.runtime.reconcile import Request
+
+__all__ = [
+    "INDEX_SECRETS",
+    "LLM_GATEWAY",
+    "PROGRAM",
+    "api_keys_secret",
+    "container_env",
+    "gateway_config",
+    "index_secrets",
+    "plan",
+    "served_models",
+    "setup",
+    "workload",
+]
+
+LLM_GATEWAY = GVK(LLM_GATEWAY_KIND.group, LLM_GATEWAY_KIND.version, LLM_GATEWAY_KIND.kind)
+PROGRAM = "llm-gateway"
+INDEX_SECRETS = "agentkube.io/llmgateway-secrets"
+
+
+# ------------------------------------------------------------------------------------ desired state
+
+
+def api_key_env(upstream: LlmUpstream) -> str:
+    """The variable holding an upstream's provider API key."""
+    return "AGENTKUBE_UPSTREAM_" + upstream.name.upper().replace("-", "_") + "_APIKEY"
+
+
+def client_key_env(client_id: str) -> str:
+    """The variable holding the API key of client ``client_id`` (a key of the client-key Secret)."""
+    return f"AGENTKUBE_CLIENT_{client_id}"
+
+
+def api_keys_secret(name: str, spec: LLMGatewaySpec) -> str | None:
+    """The client-key Secret of gateway ``name``, or None when clients do not authenticate."""
+    if spec.auth is None or spec.auth.mode != "apikey":
+        return None
+    return spec.auth.secret_ref.name if spec.auth.secret_ref is not None else f"{name}-api-keys"
+
+
+def served_models(spec: LLMGatewaySpec) -> list[str]:
+    """Model names clients may request: every upstream's models, then every modelMap alias, each once."""
+    seen: dict[str, None] = {}
+    for u in spec.upstreams:
+        seen.update(dict.fromkeys(u.models))
+    if spec.routing is not None:
+        seen.update(dict.fromkeys(m.from_ for m in spec.routing.model_map))
+    return list(seen)
+
+
+def gateway_config(
+    name: str, namespace: str, spec: LLMGatewaySpec, client_ids: Sequence[str]
+) -> LLMGatewayConfig:
+    """The gateway's config file. ``client_ids``: the keys of the client-key Secret (apikey mode)."""
+    upstreams = [
+        Upstream(
+            name=u.name,
+            provider=u.provider,
+            api_key_env=api_key_env(u) if u.credentials_ref is not None else None,
+            models=list(u.models),
+            priority=u.priority,
+            endpoint=u.endpoint,
+            region=u.region,
+            project=u.project,
+            location=u.location,
+            azure_api_version=u.api_version,
+        )
+        for u in spec.upstreams
+    ]
+    routing = Routing()
+    if spec.routing is not None:
+        routing = Routing(
+            default_model=spec.routing.default_model,
+            model_map=[
+                ModelMapping.model_validate({"from": m.from_, "to": m.to, "upstream": m.upstream})
+                for m in spec.routing.model_map
+            ],
+        )
+    auth = ClientAuth()
+    if api_keys_secret(name, spec) is not None:
+        auth = ClientAuth(
+            mode="apikey", clients=[Client(id=c, key_env=client_key_env(c)) for c in client_ids]
+        )
+    rate_limit = None
+    if spec.rate_limit is not None:
+        rate_limit = RateLimit(
+            requests_per_minute=spec.rate_limit.requests_per_minute, scope=spec.rate_limit.scope
+        )
+    guardrails = Guardrails()
+    if spec.guardrails is not None:
+        guardrails = Guardrails(
+            pii_redaction=spec.guardrails.pii_redaction, input_filters=list(spec.guardrails.input_filters)
+        )
+    caching = Caching()
+    if spec.caching is not None:
+        caching = Caching(
+            enabled=spec.caching.enabled,
+            ttl_seconds=spec.caching.ttl_seconds,
+            max_entries=spec.caching.max_entries,
+        )
+    return LLMGatewayConfig(
+        name=f"{namespace}/{name}",
+        listen=Listen(port=spec.port),
+        upstreams=upstreams,
+        routing=routing,
+        rate_limit=rate_limit,
+        guardrails=guardrails,
+        caching=caching,
+        auth=auth,
+    )
+
+
+def container_env(name: str, spec: LLMGatewaySpec, client_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The gateway container's environment: every provider key and client key, from their Secrets."""
+    env: list[dict[str, Any]] = []
+    for u in spec.upstreams:
+        if u.credentials_ref is not None:
+            ref = u.credentials_ref
+            env.append(
+                {"name": api_key_env(u), "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+            )
+    keys_secret = api_keys_secret(name, spec)
+    if keys_secret is not None:
+        for client in client_ids:
+            env.append(
+                {
+                    "name": client_key_env(client),
+                    "valueFrom": {"secretKeyRef": {"name": keys_secret, "key": client}},
+                }
+            )
+    return env
+
+
+def workload(
+    obj: Mapping[str, Any],
+    spec: LLMGatewaySpec,
+    image: str,
+    client_ids: Sequence[str],
+    secret_digests: Mapping[str, str],
+) -> Workload:
+    """The gateway to run for LLMGateway ``obj``, its Secrets resolved."""
+    meta = obj["metadata"]
+    config = gateway_config(meta["name"], meta["namespace"], spec, client_ids)
+    return Workload(
+        owner=obj,
+        spec=spec,
+        program=PROGRAM,
+        image=image,
+        config=dump(config),
+        secret_digests=dict(secret_digests),
+        env=container_env(meta["name"], spec, client_ids),
+    )
+
+
+# ----------------------------------------------------------------------------------- references
+
+
+def index_secrets(obj: dict[str, Any]) -> Iterable[str]:
+    """Index of LLMGateways by the Secrets they reference: ``<namespace>/<name>``."""
+    meta = obj["metadata"]
+    namespace = meta.get("namespace") or ""
+    raw = obj.get("spec")
+    spec: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    names: set[str] = set()
+    upstreams = spec.get("upstreams")
+    for u in upstreams if isinstance(upstreams, list) else ():
+        ref = u.get("credentialsRef") if isinstance(u, dict) else None
+        if isinstance(ref, dict) and isinstance(ref.get("name"), str):
+            names.add(ref["name"])
+    auth = spec.get("auth")
+    if isinstance(auth, dict) and auth.get("mode") == "apikey":
+        ref = auth.get("secretRef")
+        if isinstance(ref, dict) and isinstance(ref.get("name"), str):
+            names.add(ref["name"])
+        else:
+            names.add(f"{meta['name']}-api-keys")
+    return sorted(f"{namespace}/{name}" for name in names)
+
+
+def plan(cache: Any, image: str, obj: dict[str, Any], spec: LLMGatewaySpec) -> Plan:
+    """Check the Secrets of LLMGateway ``obj`` through the cache; its workload, or what is missing."""
+    meta = obj["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    secrets = SecretReferences(cache, f"LLMGateway {namespace}/{name}", namespace)
+    for i, u in enumerate(spec.upstreams):
+        if u.credentials_ref is not None:
+            secrets.key(f"spec.upstreams[{i}].credentialsRef", u.credentials_ref.name, u.credentials_ref.key)
+    client_ids: list[str] = []
+    keys_secret = api_keys_secret(name, spec)
+    if keys_secret is not None:
+        field = (
+            "spec.auth.secretRef"
+            if spec.auth is not None and spec.auth.secret_ref is not None
+            else "spec.auth"
+        )
+        client_ids = secrets.keys(field, keys_secret) or []
+    status = {"models": served_models(spec)}
+    if secrets.problems:
+        return Plan(problems=secrets.problems, status=status)
+    return Plan(workload=workload(obj, spec, image, client_ids, secrets.digests), status=status)
+
+
+# ---------------------------------------------------------------------------------------- wiring
+
+
+def setup(manager: Any, options: OperatorOptions) -> None:
+    """Register the LLMGateway controller with ``manager``."""
+    cache = manager.cache
+    secret_refs.informer(cache)
+    cache.add_indexer(LLM_GATEWAY, INDEX_SECRETS, index_secrets)
+
+    def gateways_using(secret: dict[str, Any]) -> list[Request]:
+        meta = secret["metadata"]
+        value = f"{meta.get('namespace') or ''}/{meta['name']}"
+        return [Request.of(o) for o in cache.list(LLM_GATEWAY, index=(INDEX_SECRETS, value))]
+
+    reconciler = WorkloadReconciler(
+        manager,
+        name="llmgateway",
+        kind=LLM_GATEWAY_KIND,
+        plan=functools.partial(plan, cache, options.dataplane_image),
+    )
+    builder = manager.controller("llmgateway").for_kind(LLM_GATEWAY, predicates=[GenerationChanged()])
+    builder = reconciler.children.register(builder)
+    (
+        builder.watches(SECRET, map_to=gateways_using)
+        .with_options(max_concurrent_reconciles=MAX_CONCURRENT_RECONCILES)
+        .complete(reconciler)
+    )

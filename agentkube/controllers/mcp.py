@@ -1,0 +1,342 @@
+"""The MCP controller: an MCP object becomes an MCP proxy (ConfigMap, Deployment, Service, PDB).
+
+Desired state is built by pure functions of the typed spec (``proxy_config``, ``container_env``,
+``workload``); ``plan`` resolves references through the cache (Secrets, other MCPs) and reports what
+is missing; ``setup`` wires the controller:
+
+- the MCP itself (spec changes only: our status writes do not wake it);
+- its children (ConfigMap, Deployment, Service, PodDisruptionBudget), each enqueueing its owner;
+- Secrets, each enqueueing the MCPs that reference it, found through the index ``INDEX_SECRETS``;
+- MCPs, each enqueueing the MCPs whose ``mcpRef`` names it (index ``INDEX_MCP_REFS``), so a proxy
+  follows the one it forwards to (its port, its existence, a cycle closing through it). A status
+  change counts too: that is how ``ReferenceCycle`` reaches every member of a cycle.
+
+Environment variables carrying Secret values are named after the upstream, so they are stable when
+upstreams are reordered: ``AGENTKUBE_UPSTREAM_<NAME>_SECRET`` for an http upstream's credential and
+``AGENTKUBE_UPSTREAM_<NAME>_ENV<i>`` for the i-th variable of a stdio upstream taken ``valueFrom``
+(``<NAME>`` is the upstream name upper-cased, ``-`` as ``_``; the suffix has no ``_`` of its own, so
+two upstreams can never produce the same name).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from agentkube.api.mcp import MCP_KIND, MCPSpec, McpUpstream
+from agentkube.controllers import OperatorOptions
+from agentkube.controllers import secrets as secret_refs
+from agentkube.controllers.secrets import SECRET, SecretReferences
+from agentkube.controllers.status import Problem
+from agentkube.controllers.workload import (
+    MAX_CONCURRENT_RECONCILES,
+    Plan,
+    Workload,
+    WorkloadReconciler,
+    service_url,
+)
+from agentkube.dataplane.configfile import dump
+from agentkube.dataplane.mcp.config import (
+    HttpAuth,
+    HttpUpstream,
+    Listen,
+    MCPProxyConfig,
+    StdioEnvVar,
+    StdioUpstream,
+    ToolFilter,
+)
+from agentkube.runtime.cache import NotCached
+from agentkube.runtime.gvk import GVK
+from agentkube.runtime.predicate import GenerationChanged
+from agentkube.runtime.reconcile import Request
+
+__all__ = [
+    "INDEX_MCP_REFS",
+    "INDEX_SECRETS",
+    "MCP",
+    "PROGRAM",
+    "container_env",
+    "index_mcp_refs",
+    "index_secrets",
+    "plan",
+    "proxy_config",
+    "setup",
+    "workload",
+]
+
+MCP = GVK(MCP_KIND.group, MCP_KIND.version, MCP_KIND.kind)
+PROGRAM = "mcp-proxy"
+INDEX_SECRETS = "agentkube.io/mcp-secrets"
+INDEX_MCP_REFS = "agentkube.io/mcp-refs"
+DEFAULT_PORT = 8080
+
+
+# ------------------------------------------------------------------------------------ desired state
+
+
+def _env_prefix(upstream: str) -> str:
+    return "AGENTKUBE_UPSTREAM_" + upstream.upper().replace("-", "_")
+
+
+def secret_env(upstream: McpUpstream) -> str:
+    """The variable holding an http upstream's credential."""
+    return f"{_env_prefix(upstream.name)}_SECRET"
+
+
+def stdio_env(upstream: McpUpstream, index: int) -> str:
+    """The container variable carrying the ``index``-th variable of a stdio upstream (a valueFrom one)."""
+    return f"{_env_prefix(upstream.name)}_ENV{index}"
+
+
+def _tools(upstream: McpUpstream) -> ToolFilter | None:
+    if upstream.tools is None:
+        return None
+    return ToolFilter(
+        mode=upstream.tools.mode, allow=list(upstream.tools.allow), deny=list(upstream.tools.deny)
+    )
+
+
+def proxy_config(name: str, namespace: str, spec: MCPSpec, ref_urls: Mapping[str, str]) -> MCPProxyConfig:
+    """The proxy's config file. ``ref_urls``: upstream name -> URL of the MCP its mcpRef names."""
+    upstreams: list[HttpUpstream | StdioUpstream] = []
+    for u in spec.upstreams:
+        if u.kind == "stdio":
+            assert u.stdio is not None
+            env = [
+                StdioEnvVar(name=e.name, value_from_env=stdio_env(u, i))
+                if e.value_from is not None
+                else StdioEnvVar(name=e.name, value=e.value or "")
+                for i, e in enumerate(u.stdio.env)
+            ]
+            upstreams.append(
+                StdioUpstream(
+                    name=u.name,
+                    command=u.stdio.command,
+                    args=list(u.stdio.args),
+                    env=env,
+                    tools=_tools(u),
+                    tool_prefix=u.tool_prefix,
+                )
+            )
+            continue
+        auth = None
+        mcp_ref = None
+        if u.kind == "mcpRef":
+            assert u.mcp_ref is not None
+            url = ref_urls[u.name]
+            mcp_ref = f"{u.mcp_ref.namespace or namespace}/{u.mcp_ref.name}"
+        else:
+            assert u.endpoint is not None
+            url = u.endpoint
+            if u.auth is not None and u.auth.mode != "none":
+                auth = HttpAuth(mode=u.auth.mode, secret_env=secret_env(u), header_name=u.auth.header_name)
+        upstreams.append(
+            HttpUpstream(
+                name=u.name, url=url, mcp_ref=mcp_ref, auth=auth, tools=_tools(u), tool_prefix=u.tool_prefix
+            )
+        )
+    return MCPProxyConfig(name=f"{namespace}/{name}", listen=Listen(port=spec.port), upstreams=upstreams)
+
+
+def container_env(spec: MCPSpec) -> list[dict[str, Any]]:
+    """The proxy container's environment: each Secret value (and other valueFrom) the config names,
+    then ``HOME`` on the writable ``/tmp`` (stdio servers started with npx or uvx write caches there)."""
+    env: list[dict[str, Any]] = []
+    for u in spec.upstreams:
+        if u.auth is not None and u.auth.secret_ref is not None:
+            ref = u.auth.secret_ref
+            env.append(
+                {"name": secret_env(u), "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+            )
+        if u.stdio is not None:
+            for i, e in enumerate(u.stdio.env):
+                if e.value_from is not None:
+                    env.append({"name": stdio_env(u, i), "valueFrom": e.value_from.to_dict()})
+    env.append({"name": "HOME", "value": "/tmp"})
+    return env
+
+
+def workload(
+    obj: Mapping[str, Any],
+    spec: MCPSpec,
+    image: str,
+    ref_urls: Mapping[str, str],
+    secret_digests: Mapping[str, str],
+) -> Workload:
+    """The proxy to run for MCP ``obj``, its references resolved."""
+    meta = obj["metadata"]
+    config = proxy_config(meta["name"], meta["namespace"], spec, ref_urls)
+    return Workload(
+        owner=obj,
+        spec=spec,
+        program=PROGRAM,
+        image=image,
+        config=dump(config),
+        secret_digests=dict(secret_digests),
+        env=container_env(spec),
+    )
+
+
+# ----------------------------------------------------------------------------------- references
+
+
+def _upstreams(obj: Mapping[str, Any]) -> list[Any]:
+    # Indexers and the cycle walk read raw cached objects, which a user may have written in any shape
+    # (or an older CRD may have let through): anything unexpected simply contributes nothing.
+    spec = obj.get("spec")
+    upstreams = spec.get("upstreams") if isinstance(spec, dict) else None
+    return [u for u in upstreams if isinstance(u, dict)] if isinstance(upstreams, list) else []
+
+
+def _ref_targets(obj: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(namespace, name) of every MCP the raw object's mcpRef upstreams name."""
+    namespace = obj["metadata"].get("namespace") or ""
+    targets = []
+    for u in _upstreams(obj):
+        ref = u.get("mcpRef")
+        if u.get("kind") == "mcpRef" and isinstance(ref, dict) and isinstance(ref.get("name"), str):
+            targets.append((str(ref.get("namespace") or namespace), ref["name"]))
+    return targets
+
+
+def index_mcp_refs(obj: dict[str, Any]) -> Iterable[str]:
+    """Index of MCPs by the MCPs they reference: ``<namespace>/<name>``."""
+    return sorted({f"{ns}/{name}" for ns, name in _ref_targets(obj)})
+
+
+def index_secrets(obj: dict[str, Any]) -> Iterable[str]:
+    """Index of MCPs by the Secrets they reference: ``<namespace>/<name>``."""
+    namespace = obj["metadata"].get("namespace") or ""
+    names: set[str] = set()
+    for u in _upstreams(obj):
+        auth = u.get("auth")
+        ref = auth.get("secretRef") if isinstance(auth, dict) else None
+        if isinstance(ref, dict) and isinstance(ref.get("name"), str):
+            names.add(ref["name"])
+        stdio = u.get("stdio")
+        env = stdio.get("env") if isinstance(stdio, dict) else None
+        for e in env if isinstance(env, list) else ():
+            value_from = e.get("valueFrom") if isinstance(e, dict) else None
+            ref = value_from.get("secretKeyRef") if isinstance(value_from, dict) else None
+            if isinstance(ref, dict) and isinstance(ref.get("name"), str):
+                names.add(ref["name"])
+    return sorted(f"{namespace}/{name}" for name in names)
+
+
+def _get_mcp(cache: Any, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        found: dict[str, Any] | None = cache.get(MCP, name, namespace)
+    except NotCached:
+        return None  # a namespace this manager does not watch: as good as absent
+    return found
+
+
+def _cycle_back(cache: Any, start: tuple[str, str], home: tuple[str, str]) -> list[tuple[str, str]] | None:
+    """The path of MCPs from ``start`` back to ``home`` through mcpRefs, or None when there is none."""
+    previous: dict[tuple[str, str], tuple[str, str] | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        node = queue.popleft()
+        if node == home:
+            path = [node]
+            while (step := previous[path[-1]]) is not None:
+                path.append(step)
+            return path[::-1]
+        obj = _get_mcp(cache, *node)
+        if obj is None:
+            continue
+        for target in _ref_targets(obj):
+            if target not in previous:
+                previous[target] = node
+                queue.append(target)
+    return None
+
+
+def _port(obj: Mapping[str, Any]) -> int:
+    port = (obj.get("spec") or {}).get("port")
+    return port if isinstance(port, int) and not isinstance(port, bool) else DEFAULT_PORT
+
+
+def plan(cache: Any, image: str, obj: dict[str, Any], spec: MCPSpec) -> Plan:
+    """Resolve the references of MCP ``obj`` through the cache; its workload, or what is wrong."""
+    meta = obj["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    label = f"MCP {namespace}/{name}"
+    secrets = SecretReferences(cache, label, namespace)
+    problems: list[Problem] = []
+    ref_urls: dict[str, str] = {}
+    for i, u in enumerate(spec.upstreams):
+        field = f"spec.upstreams[{i}]"
+        if u.auth is not None and u.auth.secret_ref is not None:
+            secrets.key(f"{field}.auth.secretRef", u.auth.secret_ref.name, u.auth.secret_ref.key)
+        if u.stdio is not None:
+            for j, e in enumerate(u.stdio.env):
+                ref = e.value_from.secret_key_ref if e.value_from is not None else None
+                if ref is not None:
+                    secrets.key(
+                        f"{field}.stdio.env[{j}].valueFrom.secretKeyRef",
+                        ref.name,
+                        ref.key,
+                        optional=bool(ref.optional),
+                    )
+        if u.mcp_ref is not None:
+            target = (u.mcp_ref.namespace or namespace, u.mcp_ref.name)
+            found = _get_mcp(cache, *target)
+            if found is None:
+                problems.append(
+                    Problem(
+                        "UpstreamRefNotFound",
+                        f'{label}: {field}.mcpRef: MCP "{target[0]}/{target[1]}" not found; create it or '
+                        "point the upstream at an existing MCP",
+                    )
+                )
+                continue
+            cycle = _cycle_back(cache, target, (namespace, name))
+            if cycle is not None:
+                path = " -> ".join(f"{ns}/{n}" for ns, n in [(namespace, name), *cycle])
+                problems.append(
+                    Problem(
+                        "ReferenceCycle",
+                        f"{label}: {field}.mcpRef: reference cycle {path}; a proxy cannot forward to itself",
+                    )
+                )
+                continue
+            ref_urls[u.name] = service_url(target[1], target[0], _port(found))
+    # Missing Secrets first: the reason shown is the first problem, and those are the commonest fix.
+    problems = [*secrets.problems, *problems]
+    if problems:
+        return Plan(problems=problems)
+    return Plan(workload=workload(obj, spec, image, ref_urls, secrets.digests))
+
+
+# ---------------------------------------------------------------------------------------- wiring
+
+
+def setup(manager: Any, options: OperatorOptions) -> None:
+    """Register the MCP controller with ``manager``."""
+    cache = manager.cache
+    secret_refs.informer(cache)
+    cache.add_indexer(MCP, INDEX_SECRETS, index_secrets)
+    cache.add_indexer(MCP, INDEX_MCP_REFS, index_mcp_refs)
+
+    def referencing(index: str) -> Any:
+        def map_to(obj: dict[str, Any]) -> list[Request]:
+            meta = obj["metadata"]
+            value = f"{meta.get('namespace') or ''}/{meta['name']}"
+            return [Request.of(o) for o in cache.list(MCP, index=(index, value))]
+
+        return map_to
+
+    reconciler = WorkloadReconciler(
+        manager, name="mcp", kind=MCP_KIND, plan=functools.partial(plan, cache, options.dataplane_image)
+    )
+    builder = manager.controller("mcp").for_kind(MCP, predicates=[GenerationChanged()])
+    builder = reconciler.children.register(builder)
+    (
+        builder.watches(SECRET, map_to=referencing(INDEX_SECRETS))
+        .watches(MCP, map_to=referencing(INDEX_MCP_REFS))
+        .with_options(max_concurrent_reconciles=MAX_CONCURRENT_RECONCILES)
+        .complete(reconciler)
+    )

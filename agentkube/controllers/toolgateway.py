@@ -1,0 +1,442 @@
+"""The ToolGateway controller: an agentgateway Gateway with routes to every ToolServer attached to it.
+
+A ToolGateway is agentkube's when its class says so (``gatewayapi.decide_class``); others are left to
+their controller. What one of ours becomes (in its namespace, controlled by it):
+
+- Gateway ``<name>``: class ``OperatorOptions.gateway_class_name``, one listener ``http`` (HTTP, port 80)
+  taking routes from all namespaces, ``infrastructure.parametersRef`` to the AgentgatewayParameters.
+- AgentgatewayParameters ``<name>``: ``spec.env`` without the OpenTelemetry exporter variables,
+  ``spec.envFrom`` (through the Deployment overlay), a ClusterIP Service, and the variables'
+  translation (``otel.translate``) as ``rawConfig.config.tracing``.
+- Multiplex routes: AgentgatewayBackend + HTTPRoute ``<name>.mcp`` at ``/mcp`` (every attached
+  ToolServer, all namespaces; target ``<namespace>-<name>``) and ``<name>.<namespace>.mcp`` at
+  ``/<namespace>/mcp`` (the attached servers of one namespace; target ``<name>``). The backends fail
+  open: one broken server does not take the others' tools down. A backend and route whose namespace
+  no longer has servers are deleted; with no servers at all there is no ``/mcp`` either (a backend
+  needs a target). The per-server routes are the ToolServer controller's.
+
+Status: ``url`` (``http://<name>.<namespace>.svc.cluster.local``) and the conditions
+
+- ``Accepted``: False with ``GatewayAPINotInstalled`` or ``AgentgatewayNotInstalled`` naming the
+  missing CustomResourceDefinitions (the ToolGateway is taken up once they are installed, no restart
+  needed), ``InvalidSpec``, ``ChildConflict``, ``ChildRejected``.
+- ``Programmed``: the Gateway's own ``Programmed``, mirrored (Unknown while the Gateway's controller
+  has not reported on the Gateway's current generation).
+- ``Ready``: ``Accepted`` and ``Programmed``.
+- ``ToolServersRouted``: how many servers the multiplex routes reach; False with
+  ``TooManyToolServers`` naming the servers a full backend (32 targets) left out.
+- ``OpenTelemetryTranslated`` (only while OTEL exporter variables are set): False, with the reason of
+  the first, when some were not translated as given (metrics and logs variables are removed).
+
+When a ToolGateway stops being ours (another class), its children are deleted and the status fields
+we wrote are released, so the controller now in charge starts clean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from agentkube.api.kind import InvalidSpec
+from agentkube.api.toolgateway import (
+    TOOL_GATEWAY_CLASS_KIND,
+    TOOL_GATEWAY_KIND,
+    TOOL_SERVER_KIND,
+    ToolGatewaySpec,
+)
+from agentkube.controllers import FIELD_MANAGER
+from agentkube.controllers.children import ChildConflict, child_metadata, controller_of
+from agentkube.controllers.gatewayapi import (
+    AGENTGATEWAY_CRDS,
+    GATEWAY,
+    GATEWAY_API_CRDS,
+    TOOL_GATEWAY_CLASS_INDEX,
+    TOOL_GATEWAY_INDEX,
+    TOOLSERVER_NAMESPACE_LABEL,
+    CrdGate,
+    ServerRef,
+    agentgateway_parameters,
+    decide_class,
+    gateway,
+    gateway_url,
+    http_route,
+    index_tool_gateways,
+    index_tool_servers,
+    mcp_backend,
+    merge_conditions,
+    multiplex_name,
+    multiplex_path,
+    multiplex_targets,
+    status_current,
+    tool_gateway_key,
+)
+from agentkube.controllers.otel import OtelTranslation, translate
+from agentkube.controllers.status import Problem, StatusWriter, accepted_condition
+from agentkube.runtime.conditions import find_status_condition
+from agentkube.runtime.errors import Invalid
+from agentkube.runtime.gvk import GVK
+from agentkube.runtime.reconcile import Request, Result
+
+if TYPE_CHECKING:
+    from agentkube.controllers import OperatorOptions
+    from agentkube.controllers.children import Children
+    from agentkube.runtime.manager import Manager
+
+__all__ = [
+    "APP",
+    "CONDITION_TYPES",
+    "Desired",
+    "ToolGatewayReconciler",
+    "attached_servers",
+    "desired_children",
+    "gateway_conditions",
+    "programmed_condition",
+    "setup",
+]
+
+TOOL_GATEWAY = GVK.of(TOOL_GATEWAY_KIND.api_version, TOOL_GATEWAY_KIND.kind)
+TOOL_GATEWAY_CLASS = GVK.of(TOOL_GATEWAY_CLASS_KIND.api_version, TOOL_GATEWAY_CLASS_KIND.kind)
+TOOL_SERVER = GVK.of(TOOL_SERVER_KIND.api_version, TOOL_SERVER_KIND.kind)
+
+APP = "tool-gateway"
+"""``app.kubernetes.io/name`` of every child."""
+PROGRAMMED = "Programmed"
+ROUTED = "ToolServersRouted"
+TELEMETRY = "OpenTelemetryTranslated"
+CONDITION_TYPES = ("Accepted", PROGRAMMED, "Ready", ROUTED, TELEMETRY)
+_STATUS_FIELDS = ("observedGeneration", "url", "conditions")
+# The Gateway is cached in full (its status feeds Programmed); the others metadata-only.
+GATED = {
+    GATEWAY_API_CRDS[0]: False,
+    GATEWAY_API_CRDS[1]: True,
+    AGENTGATEWAY_CRDS[0]: True,
+    AGENTGATEWAY_CRDS[1]: True,
+}
+
+
+@dataclass
+class Desired:
+    """What a ToolGateway of ours should have, and what its status should say about it."""
+
+    children: list[dict[str, Any]]
+    telemetry: OtelTranslation
+    servers: int = 0
+    namespaces: int = 0
+    left_out: list[ServerRef] = field(default_factory=list)
+
+
+def _own(owner: Mapping[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    meta = child_metadata(owner, child["metadata"]["name"], APP)
+    meta["labels"] = {**meta["labels"], **(child["metadata"].get("labels") or {})}
+    return {**child, "metadata": meta}
+
+
+def desired_children(
+    owner: Mapping[str, Any], spec: ToolGatewaySpec, servers: Sequence[ServerRef], gateway_class_name: str
+) -> Desired:
+    """Every child of the ToolGateway ``owner``, given the ToolServers attached to it."""
+    name, namespace = owner["metadata"]["name"], owner["metadata"]["namespace"]
+    telemetry = translate(spec.env)
+    children = [
+        gateway(name, namespace, gateway_class_name=gateway_class_name, parameters_name=name),
+        agentgateway_parameters(
+            name,
+            namespace,
+            env=telemetry.env,
+            env_from=[e.to_dict() for e in spec.env_from],
+            tracing=telemetry.tracing,
+        ),
+    ]
+    unique = sorted(set(servers))
+    namespaces = sorted({s.namespace for s in unique})
+    left_out: list[ServerRef] = []
+    for scope in [None, *namespaces]:
+        members = [s for s in unique if scope is None or s.namespace == scope]
+        targets, skipped = multiplex_targets(members, across_namespaces=scope is None)
+        left_out += [s for s in skipped if s not in left_out]
+        if not targets:
+            continue
+        labels = {TOOLSERVER_NAMESPACE_LABEL: scope} if scope else None
+        object_name = multiplex_name(name, scope)
+        children.append(mcp_backend(object_name, namespace, targets, fail_open=True, labels=labels))
+        children.append(
+            http_route(
+                object_name,
+                namespace,
+                gateway_name=name,
+                gateway_namespace=namespace,
+                path_prefix=multiplex_path(scope),
+                backend_name=object_name,
+                labels=labels,
+            )
+        )
+    return Desired(
+        children=[_own(owner, c) for c in children],
+        telemetry=telemetry,
+        servers=len(unique),
+        namespaces=len(namespaces),
+        left_out=sorted(left_out),
+    )
+
+
+def attached_servers(servers: Sequence[Mapping[str, Any]]) -> list[ServerRef]:
+    """The ToolServers (objects referencing the gateway) that can be routed to: valid, not deleting."""
+    refs = []
+    for obj in servers:
+        if obj["metadata"].get("deletionTimestamp"):
+            continue
+        try:
+            spec = TOOL_SERVER_KIND.parse(obj)
+        except InvalidSpec:
+            continue  # its own status says what is wrong
+        meta = obj["metadata"]
+        refs.append(
+            ServerRef(meta["namespace"], meta["name"], spec.port, spec.effective_path, spec.transport_type)
+        )
+    return refs
+
+
+def programmed_condition(gateway_obj: Mapping[str, Any] | None, generation: int) -> dict[str, Any]:
+    """``Programmed``, mirroring the Gateway's own ``Programmed`` condition."""
+    condition: dict[str, Any] = {"type": PROGRAMMED, "observedGeneration": generation}
+    if gateway_obj is None:
+        return condition | {
+            "status": "Unknown",
+            "reason": "Pending",
+            "message": "The Gateway does not exist yet.",
+        }
+    meta = gateway_obj["metadata"]
+    what = f"Gateway {meta.get('namespace')}/{meta['name']}"
+    theirs = find_status_condition((gateway_obj.get("status") or {}).get("conditions"), PROGRAMMED)
+    if theirs is None:
+        return condition | {
+            "status": "Unknown",
+            "reason": "Pending",
+            "message": f"{what} has no Programmed condition yet.",
+        }
+    seen, current = theirs.get("observedGeneration"), meta.get("generation")
+    if seen is not None and current is not None and int(seen) < int(current):
+        return condition | {
+            "status": "Unknown",
+            "reason": "Pending",
+            "message": f"{what} has not been programmed at its generation {current} yet.",
+        }
+    detail = theirs.get("message") or ""
+    return condition | {
+        "status": theirs.get("status", "Unknown"),
+        "reason": theirs.get("reason") or "Pending",
+        "message": f"{what}: {detail}" if detail else f"{what}.",
+    }
+
+
+def gateway_conditions(
+    generation: int,
+    problems: Sequence[Problem],
+    gateway_obj: Mapping[str, Any] | None,
+    desired: Desired | None,
+) -> list[dict[str, Any]]:
+    """The conditions of a ToolGateway of ours (``desired`` is None when no children were computed)."""
+    accepted = accepted_condition(problems, generation)
+    if gateway_obj is None and accepted["status"] != "True":
+        programmed = {
+            "type": PROGRAMMED,
+            "status": "False",
+            "observedGeneration": generation,
+            "reason": "NotAccepted",
+            "message": "The Gateway is not created while the ToolGateway is not accepted.",
+        }
+    else:
+        programmed = programmed_condition(gateway_obj, generation)
+    ready: dict[str, Any] = {"type": "Ready", "observedGeneration": generation}
+    first = next((c for c in (accepted, programmed) if c["status"] != "True"), None)
+    if first is None:
+        ready |= {"status": "True", "reason": "Ready", "message": "Accepted and programmed."}
+    else:
+        ready |= {
+            "status": "False" if first["status"] == "False" else "Unknown",
+            "reason": first["reason"],
+            "message": first["message"],
+        }
+    conditions = [accepted, programmed, ready]
+    if desired is None:
+        return conditions
+    routed: dict[str, Any] = {"type": ROUTED, "observedGeneration": generation}
+    if desired.left_out:
+        names = ", ".join(f"{s.namespace}/{s.name}" for s in desired.left_out)
+        routed |= {
+            "status": "False",
+            "reason": "TooManyToolServers",
+            "message": f"An agentgateway backend takes at most 32 targets; left out of the multiplex routes "
+            f"(still reachable at /<namespace>/<name>/mcp): {names}",
+        }
+    else:
+        routed |= {
+            "status": "True",
+            "reason": "Routed",
+            "message": f"{desired.servers} ToolServers ({desired.namespaces} namespaces) are routed at /mcp.",
+        }
+    conditions.append(routed)
+    telemetry = desired.telemetry
+    if telemetry.found:
+        if telemetry.notes:
+            conditions.append(
+                {
+                    "type": TELEMETRY,
+                    "status": "False",
+                    "observedGeneration": generation,
+                    "reason": telemetry.notes[0].reason,
+                    "message": "; ".join(n.message for n in telemetry.notes),
+                }
+            )
+        else:
+            tracing = telemetry.tracing or {}
+            conditions.append(
+                {
+                    "type": TELEMETRY,
+                    "status": "True",
+                    "observedGeneration": generation,
+                    "reason": "Translated",
+                    "message": f"Traces are exported to {tracing.get('otlpEndpoint')} over "
+                    f"{tracing.get('otlpProtocol')}.",
+                }
+            )
+    return conditions
+
+
+class ToolGatewayReconciler:
+    """Reconciles ToolGateways; reads only the cache, writes children and status when they differ."""
+
+    def __init__(self, manager: Manager, options: OperatorOptions, gate: CrdGate) -> None:
+        self._cache = manager.cache
+        self._client = manager.client
+        self._options = options
+        self.gate = gate
+        self.status = StatusWriter(manager.client)
+
+    def classes(self) -> list[dict[str, Any]]:
+        """Every ToolGatewayClass. Raises when they cannot be read: "cannot tell" is never "not ours"."""
+        return self._cache.list(TOOL_GATEWAY_CLASS)
+
+    async def reconcile(self, request: Request) -> Result | None:
+        obj = self._cache.get(TOOL_GATEWAY, request.name, request.namespace)
+        if obj is None:
+            if self.gate.started is not None:
+                self.gate.started.forget(TOOL_GATEWAY, request.key)
+            self.status.forget(TOOL_GATEWAY, request.key)
+            return None
+        meta = obj["metadata"]
+        if meta.get("deletionTimestamp"):
+            return None  # the garbage collector removes the children through their owner references
+        class_name = (obj.get("spec") or {}).get("toolGatewayClassName")
+        decision = decide_class(class_name, self.classes(), self._options.tool_gateway_controller)
+        if not decision.ours:
+            await self._let_go(obj)
+            return None
+
+        label = f"ToolGateway {request.key}"
+        generation = int(meta.get("generation") or 0)
+        problems: list[Problem] = []
+        desired: Desired | None = None
+        children: Children | None = None
+        try:
+            spec = TOOL_GATEWAY_KIND.parse(obj)
+        except InvalidSpec as e:
+            problems.append(Problem("InvalidSpec", str(e)))
+        else:
+            missing = self.gate.missing()
+            if missing:
+                problems.append(
+                    Problem(missing[0].crd.reason, f"{label}: " + "; ".join(str(m) for m in missing))
+                )
+            else:
+                children = await self.gate.children()
+                key = f"{meta['namespace']}/{meta['name']}"
+                servers = attached_servers(self._cache.list(TOOL_SERVER, index=(TOOL_GATEWAY_INDEX, key)))
+                desired = desired_children(obj, spec, servers, self._options.gateway_class_name)
+                if children is not None:
+                    try:
+                        await children.apply(obj, desired.children)
+                    except ChildConflict as e:
+                        problems.append(Problem("ChildConflict", f"{label}: {e}"))
+                    except Invalid as e:
+                        problems.append(
+                            Problem("ChildRejected", f"{label}: the API server rejected a child: {e}")
+                        )
+
+        gateway_obj = None
+        started = self.gate.started
+        if started is not None and not self.gate.missing():
+            gateway_obj = started.get(GATEWAY, meta["name"], meta["namespace"])
+            if gateway_obj is not None and controller_of(gateway_obj) != meta["uid"]:
+                gateway_obj = None  # a namesake we do not control says nothing about this gateway
+        conditions = gateway_conditions(generation, problems, gateway_obj, desired)
+        status = {
+            "observedGeneration": generation,
+            "url": gateway_url(meta["name"], meta["namespace"]),
+            "conditions": merge_conditions(obj, conditions, CONDITION_TYPES),
+        }
+        if not status_current(obj, status, _STATUS_FIELDS, CONDITION_TYPES):
+            await self.status.apply(obj, status)
+        return None
+
+    async def _let_go(self, obj: dict[str, Any]) -> None:
+        """Delete our children of a ToolGateway that is no longer ours and release our status fields."""
+        if self.gate.missing():
+            return  # the kinds are not served: there is nothing to delete through them
+        # Started here too: after a restart, a gateway that changed class meanwhile may be the first
+        # one reconciled, and its children must still go.
+        children = await self.gate.children()
+        if children is None or not any(children.owned_by(gvk, obj) for gvk in children.owned):
+            return
+        meta = obj["metadata"]
+        # Applying a status without our fields removes every status field only we set (SSA drops what
+        # a manager no longer applies). Not an empty one: with nothing left, status would become null,
+        # which the schema (an object) rejects; observedGeneration stays as the one field we keep.
+        await self._client.apply(
+            {
+                "apiVersion": obj["apiVersion"],
+                "kind": obj["kind"],
+                "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
+                "status": {"observedGeneration": int(meta.get("generation") or 0)},
+            },
+            field_manager=FIELD_MANAGER,
+            force=True,
+            subresource="status",
+        )
+        self.status.forget(TOOL_GATEWAY, Request.of(obj).key)
+        await children.apply(obj, [])
+
+
+def setup(manager: Manager, options: OperatorOptions) -> None:
+    """Register the ToolGateway controller."""
+    cache = manager.cache
+    index_tool_servers(cache, TOOL_SERVER)
+    index_tool_gateways(cache, TOOL_GATEWAY)
+    gate = CrdGate(manager, TOOL_GATEWAY, GATED, manager.event_recorder("toolgateway"))
+
+    def gateways_of_class(cls: dict[str, Any]) -> list[Request]:
+        named = cache.list(TOOL_GATEWAY, index=(TOOL_GATEWAY_CLASS_INDEX, cls["metadata"]["name"]))
+        unnamed = cache.list(TOOL_GATEWAY, index=(TOOL_GATEWAY_CLASS_INDEX, ""))
+        return [Request.of(g) for g in named + unnamed]
+
+    def gateway_of_server(server: dict[str, Any]) -> list[Request]:
+        # For an update, the handler maps the old object too: a server re-pointed elsewhere wakes both.
+        key = tool_gateway_key(server)
+        if key is None:
+            return []
+        namespace, _, name = key.partition("/")
+        return [Request(namespace, name)]
+
+    def every_gateway(crd: dict[str, Any]) -> list[Request]:
+        return [Request.of(g) for g in cache.list(TOOL_GATEWAY)] if gate.watches(crd) else []
+
+    controller = (
+        manager.controller("toolgateway")
+        .for_kind(TOOL_GATEWAY)
+        .watches(TOOL_GATEWAY_CLASS, map_to=gateways_of_class)
+        .watches(TOOL_SERVER, map_to=gateway_of_server)
+        .watches(gate.crds.gvk, map_to=every_gateway)
+        .complete(ToolGatewayReconciler(manager, options, gate))
+    )
+    gate.bind(controller)

@@ -1,0 +1,365 @@
+"""The ToolServer controller: an MCP server as a Deployment and a Service, routed through its ToolGateway.
+
+What a ToolServer becomes (all named after it, in its namespace, controlled by it):
+
+- Deployment: one container ``tool-server`` running ``spec.image`` with its command, args, env, envFrom
+  and resources; the port ``mcp`` (``spec.port``); TCP startup, readiness and liveness probes on it
+  (startup gives a slow first start, e.g. ``npx`` fetching a package, two and a half minutes before
+  liveness may restart it); the restricted Pod Security profile (non-root, no privilege escalation,
+  every capability dropped, RuntimeDefault seccomp); ``spec.replicas`` pods. The root filesystem stays
+  writable: tool servers are arbitrary images, and many write caches to it.
+- Service (ClusterIP): port ``spec.port`` to ``mcp``. Deployment, pods and Service carry the labels
+  ``runtime.agentic-layer.ai/protocol`` and ``runtime.agentic-layer.ai/transport``.
+- With ``toolGatewayRef`` to a ToolGateway that agentkube implements: an AgentgatewayBackend (one MCP
+  target, the Service) and an HTTPRoute sending ``/<namespace>/<name>/mcp`` on the gateway to it. Both
+  live in the ToolServer's namespace, not the gateway's: an owner reference cannot cross namespaces,
+  and an HTTPRoute may attach to a Gateway in another namespace (the Gateway allows routes from all)
+  while a backendRef to its own namespace needs no ReferenceGrant. The ToolGateway's multiplex routes
+  (``/mcp``, ``/<namespace>/mcp``) are the ToolGateway controller's.
+
+Status: ``url`` (``http://<name>.<namespace>.svc.cluster.local:<port><path>``), ``gatewayUrl`` (the
+gateway URL plus the server's path; empty when not routed through a gateway of ours), and the
+conditions ``Accepted`` (False: ``InvalidSpec``, ``ToolGatewayNotFound``, ``GatewayAPINotInstalled``,
+``AgentgatewayNotInstalled``, ``ChildConflict``, ``ChildRejected``), ``Available`` (the Deployment's)
+and ``Ready`` (both). A ToolGateway of another controller is accepted without routes: they are that
+controller's to make.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from agentkube.api.kind import InvalidSpec
+from agentkube.api.toolgateway import (
+    TOOL_GATEWAY_CLASS_KIND,
+    TOOL_GATEWAY_KIND,
+    TOOL_SERVER_KIND,
+    ToolServerSpec,
+)
+from agentkube.controllers.children import (
+    DEPLOYMENT,
+    SERVICE,
+    ChildConflict,
+    Children,
+    child_metadata,
+    controller_of,
+    selector_labels,
+)
+from agentkube.controllers.gatewayapi import (
+    AGENTGATEWAY_CRDS,
+    GATEWAY_API_CRDS,
+    TOOL_GATEWAY_CLASS_INDEX,
+    TOOL_GATEWAY_INDEX,
+    CrdGate,
+    ServerRef,
+    decide_class,
+    gateway_url,
+    http_route,
+    index_tool_gateways,
+    index_tool_servers,
+    mcp_backend,
+    merge_conditions,
+    server_host,
+    server_route_path,
+    status_current,
+    tool_gateway_key,
+)
+from agentkube.controllers.status import (
+    Problem,
+    StatusWriter,
+    accepted_condition,
+    available_condition,
+    ready_condition,
+)
+from agentkube.runtime.errors import Invalid
+from agentkube.runtime.gvk import GVK
+from agentkube.runtime.reconcile import Request, Result
+
+if TYPE_CHECKING:
+    from agentkube.controllers import OperatorOptions
+    from agentkube.runtime.manager import Manager
+
+__all__ = [
+    "APP",
+    "CONDITION_TYPES",
+    "OWNED",
+    "PROTOCOL_LABEL",
+    "TOOL_SERVER",
+    "TRANSPORT_LABEL",
+    "Attachment",
+    "ToolServerReconciler",
+    "deployment",
+    "route_children",
+    "server_labels",
+    "server_url",
+    "service",
+    "setup",
+]
+
+TOOL_SERVER = GVK.of(TOOL_SERVER_KIND.api_version, TOOL_SERVER_KIND.kind)
+TOOL_GATEWAY = GVK.of(TOOL_GATEWAY_KIND.api_version, TOOL_GATEWAY_KIND.kind)
+TOOL_GATEWAY_CLASS = GVK.of(TOOL_GATEWAY_CLASS_KIND.api_version, TOOL_GATEWAY_CLASS_KIND.kind)
+
+APP = "tool-server"
+"""``app.kubernetes.io/name`` of every child, and the container's name."""
+PROTOCOL_LABEL = "runtime.agentic-layer.ai/protocol"
+TRANSPORT_LABEL = "runtime.agentic-layer.ai/transport"
+PORT_NAME = "mcp"
+CONDITION_TYPES = ("Accepted", "Available", "Ready")
+_STATUS_FIELDS = ("observedGeneration", "url", "gatewayUrl", "conditions")
+# The Deployment is cached in full (its status feeds Available), the Service metadata-only; the same
+# choice as the workload kinds make, so the informers are shared.
+OWNED = {DEPLOYMENT: False, SERVICE: True}
+
+_RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def server_url(name: str, namespace: str, spec: ToolServerSpec) -> str:
+    """The in-cluster URL of the server's MCP endpoint."""
+    return f"http://{server_host(name, namespace)}:{spec.port}{spec.effective_path}"
+
+
+def server_labels(name: str, spec: ToolServerSpec) -> dict[str, str]:
+    """The labels beyond the standard ones: what the server speaks."""
+    return {PROTOCOL_LABEL: spec.protocol, TRANSPORT_LABEL: spec.transport_type}
+
+
+def _metadata(owner: Mapping[str, Any], spec: ToolServerSpec) -> dict[str, Any]:
+    meta = child_metadata(owner, owner["metadata"]["name"], APP)
+    meta["labels"] = {**meta["labels"], **server_labels(owner["metadata"]["name"], spec)}
+    return meta
+
+
+def _tcp_probe(period: int, failures: int) -> dict[str, Any]:
+    return {"tcpSocket": {"port": PORT_NAME}, "periodSeconds": period, "failureThreshold": failures}
+
+
+def deployment(owner: Mapping[str, Any], spec: ToolServerSpec) -> dict[str, Any]:
+    name = owner["metadata"]["name"]
+    container: dict[str, Any] = {"name": APP, "image": spec.image}
+    if spec.command:
+        container["command"] = list(spec.command)
+    if spec.args:
+        container["args"] = list(spec.args)
+    container["ports"] = [{"name": PORT_NAME, "containerPort": spec.port, "protocol": "TCP"}]
+    if spec.env:
+        container["env"] = [e.to_dict() for e in spec.env]
+    if spec.env_from:
+        container["envFrom"] = [e.to_dict() for e in spec.env_from]
+    if spec.resources is not None:
+        resources = {k: v for k, v in spec.resources.to_dict().items() if v}
+        if resources:
+            container["resources"] = resources
+    container["startupProbe"] = _tcp_probe(5, 30)
+    container["readinessProbe"] = _tcp_probe(10, 3)
+    container["livenessProbe"] = _tcp_probe(20, 3)
+    container["securityContext"] = dict(_RESTRICTED_CONTAINER)
+    return {
+        "apiVersion": DEPLOYMENT.api_version,
+        "kind": DEPLOYMENT.kind,
+        "metadata": _metadata(owner, spec),
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": selector_labels(APP, name)},
+            "template": {
+                "metadata": {"labels": {**selector_labels(APP, name), **server_labels(name, spec)}},
+                "spec": {
+                    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [container],
+                },
+            },
+        },
+    }
+
+
+def service(owner: Mapping[str, Any], spec: ToolServerSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": SERVICE.api_version,
+        "kind": SERVICE.kind,
+        "metadata": _metadata(owner, spec),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(APP, owner["metadata"]["name"]),
+            "ports": [{"name": PORT_NAME, "port": spec.port, "targetPort": PORT_NAME, "protocol": "TCP"}],
+        },
+    }
+
+
+def route_children(
+    owner: Mapping[str, Any], spec: ToolServerSpec, gateway_name: str, gateway_namespace: str
+) -> list[dict[str, Any]]:
+    """The AgentgatewayBackend and HTTPRoute that put the server at ``/<namespace>/<name>/mcp``."""
+    name, namespace = owner["metadata"]["name"], owner["metadata"]["namespace"]
+    target = ServerRef(namespace, name, spec.port, spec.effective_path, spec.transport_type).target(name)
+    backend = mcp_backend(name, namespace, [target])
+    route = http_route(
+        name,
+        namespace,
+        gateway_name=gateway_name,
+        gateway_namespace=gateway_namespace,
+        path_prefix=server_route_path(name, namespace),
+        backend_name=name,
+    )
+    for child in (backend, route):
+        child["metadata"] = _metadata(owner, spec)
+    return [backend, route]
+
+
+@dataclass
+class Attachment:
+    """What a ToolServer's ``toolGatewayRef`` resolves to."""
+
+    routes: list[dict[str, Any]] = field(default_factory=list)
+    """The per-server children wanted (empty: none, existing ones are pruned)."""
+    gateway_url: str = ""
+    problems: list[Problem] = field(default_factory=list)
+    needs_gateway_kinds: bool = False
+    """Whether the routes need the Gateway API and agentgateway kinds served."""
+
+
+class ToolServerReconciler:
+    """Reconciles ToolServers; reads only the cache, writes children and status when they differ."""
+
+    def __init__(self, manager: Manager, options: OperatorOptions, gate: CrdGate) -> None:
+        self._cache = manager.cache
+        self._controller = options.tool_gateway_controller
+        self.gate = gate
+        self.children = Children(manager.cache, manager.client, manager.event_recorder("toolserver"), OWNED)
+        self.status = StatusWriter(manager.client)
+
+    async def reconcile(self, request: Request) -> Result | None:
+        obj = self._cache.get(TOOL_SERVER, request.name, request.namespace)
+        if obj is None:
+            self.children.forget(TOOL_SERVER, request.key)
+            if self.gate.started is not None:
+                self.gate.started.forget(TOOL_SERVER, request.key)
+            self.status.forget(TOOL_SERVER, request.key)
+            return None
+        meta = obj["metadata"]
+        if meta.get("deletionTimestamp"):
+            return None  # the garbage collector removes the children through their owner references
+        label = f"ToolServer {request.key}"
+        generation = int(meta.get("generation") or 0)
+        problems: list[Problem] = []
+        status: dict[str, Any] = {"observedGeneration": generation, "url": "", "gatewayUrl": ""}
+        try:
+            spec = TOOL_SERVER_KIND.parse(obj)
+        except InvalidSpec as e:
+            # Existing children are left alone: a broken edit does not take a serving server down.
+            problems.append(Problem("InvalidSpec", str(e)))
+        else:
+            status["url"] = server_url(meta["name"], meta["namespace"], spec)
+            problems += await self._apply(
+                self.children, obj, [deployment(obj, spec), service(obj, spec)], label
+            )
+            attachment = self._attachment(obj, spec)
+            problems += attachment.problems
+            missing = self.gate.missing()
+            if missing and attachment.needs_gateway_kinds:
+                problems.append(
+                    Problem(missing[0].crd.reason, f"{label}: " + "; ".join(str(m) for m in missing))
+                )
+            elif not missing:
+                # Pruning needs the kinds served too: a server that left its gateway keeps no routes.
+                routed = await self.gate.children()
+                if routed is not None:
+                    route_problems = await self._apply(routed, obj, attachment.routes, label)
+                    problems += route_problems
+                    if not route_problems:
+                        status["gatewayUrl"] = attachment.gateway_url
+
+        live = self.children.get(DEPLOYMENT, meta["name"], meta["namespace"])
+        if live is not None and controller_of(live) != meta["uid"]:
+            live = None  # a namesake we do not control says nothing about this server
+        accepted = accepted_condition(problems, generation)
+        available = available_condition(live, generation)
+        conditions = [accepted, available, ready_condition(accepted, available, generation)]
+        status["conditions"] = merge_conditions(obj, conditions, CONDITION_TYPES)
+        if not status_current(obj, status, _STATUS_FIELDS, CONDITION_TYPES):
+            await self.status.apply(obj, status)
+        return None
+
+    def _attachment(self, obj: dict[str, Any], spec: ToolServerSpec) -> Attachment:
+        key = tool_gateway_key(obj)
+        if spec.tool_gateway_ref is None or key is None:
+            return Attachment()
+        namespace, _, name = key.partition("/")
+        gateway = self._cache.get(TOOL_GATEWAY, name, namespace)
+        if gateway is None:
+            return Attachment(
+                problems=[
+                    Problem(
+                        "ToolGatewayNotFound",
+                        f"ToolServer {obj['metadata']['namespace']}/{obj['metadata']['name']}: "
+                        f"spec.toolGatewayRef: ToolGateway {key} not found",
+                    )
+                ]
+            )
+        class_name = (gateway.get("spec") or {}).get("toolGatewayClassName")
+        decision = decide_class(class_name, self._cache.list(TOOL_GATEWAY_CLASS), self._controller)
+        if not decision.ours:
+            return Attachment()
+        return Attachment(
+            routes=route_children(obj, spec, name, namespace),
+            gateway_url=gateway_url(name, namespace)
+            + server_route_path(obj["metadata"]["name"], obj["metadata"]["namespace"]),
+            needs_gateway_kinds=True,
+        )
+
+    async def _apply(
+        self, children: Children, obj: dict[str, Any], desired: list[dict[str, Any]], label: str
+    ) -> list[Problem]:
+        try:
+            await children.apply(obj, desired)
+        except ChildConflict as e:
+            return [Problem("ChildConflict", f"{label}: {e}")]
+        except Invalid as e:
+            return [Problem("ChildRejected", f"{label}: the API server rejected a child: {e}")]
+        return []
+
+
+def setup(manager: Manager, options: OperatorOptions) -> None:
+    """Register the ToolServer controller."""
+    cache = manager.cache
+    index_tool_servers(cache, TOOL_SERVER)
+    index_tool_gateways(cache, TOOL_GATEWAY)
+    gate = CrdGate(
+        manager,
+        TOOL_SERVER,
+        # What a ToolServer writes of them is all in metadata as far as Children reads.
+        {GATEWAY_API_CRDS[1]: True, AGENTGATEWAY_CRDS[1]: True},
+        manager.event_recorder("toolserver"),
+    )
+    reconciler = ToolServerReconciler(manager, options, gate)
+
+    def servers_of(gateway: Mapping[str, Any]) -> list[Request]:
+        key = f"{gateway['metadata']['namespace']}/{gateway['metadata']['name']}"
+        return [Request.of(s) for s in cache.list(TOOL_SERVER, index=(TOOL_GATEWAY_INDEX, key))]
+
+    def servers_of_class(cls: dict[str, Any]) -> list[Request]:
+        # The class decides whether the gateways naming it (or naming none, for a default) are ours.
+        gateways = cache.list(TOOL_GATEWAY, index=(TOOL_GATEWAY_CLASS_INDEX, cls["metadata"]["name"]))
+        gateways += cache.list(TOOL_GATEWAY, index=(TOOL_GATEWAY_CLASS_INDEX, ""))
+        return [r for g in gateways for r in servers_of(g)]
+
+    def attached_servers(crd: dict[str, Any]) -> list[Request]:
+        if not gate.watches(crd):
+            return []
+        return [Request.of(s) for s in cache.list(TOOL_SERVER) if tool_gateway_key(s) is not None]
+
+    builder = manager.controller("toolserver").for_kind(TOOL_SERVER)
+    builder = reconciler.children.register(builder)
+    controller = (
+        builder.watches(TOOL_GATEWAY, map_to=servers_of)
+        .watches(TOOL_GATEWAY_CLASS, map_to=servers_of_class)
+        .watches(gate.crds.gvk, map_to=attached_servers)
+        .complete(reconciler)
+    )
+    gate.bind(controller)

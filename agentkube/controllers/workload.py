@@ -1,0 +1,368 @@
+"""Workload: the ConfigMap, Deployment, Service and PodDisruptionBudget of a data-plane program.
+
+MCP and LLMGateway both run one of our data-plane programs from the same image, configured by a
+file in a ConfigMap; these pure functions build those children from the shared ``WorkloadSpec``
+(port, replicas, resources, pod metadata, node selector, tolerations). The kind-specific part (the
+config file, which Secret keys become which environment variables) is the caller's, passed in as a
+``Workload``.
+
+What the children look like:
+
+- ConfigMap ``<name>-config`` with the config file under ``config.yaml``.
+- Deployment ``<name>``: ``image`` with args ``<program> --config /etc/agentkube/config.yaml``, a port
+  named ``http``, readiness ``/readyz`` and liveness ``/healthz`` on it, ``env`` (Secret values through
+  ``secretKeyRef``), the ConfigMap mounted read-only at ``/etc/agentkube`` and an ``emptyDir`` at
+  ``/tmp`` (the root filesystem is read-only), the restricted Pod Security profile (non-root, no
+  privilege escalation, every capability dropped, RuntimeDefault seccomp), no service-account token
+  (the data plane never calls the API server) and no service links (a namespace with many Services
+  would otherwise flood the environment). The pod template carries ``agentkube.io/config-hash``, so
+  a change to the config or to a referenced Secret value rolls the pods.
+- Service ``<name>`` (ClusterIP): ``spec.port`` to the ``http`` port.
+- PodDisruptionBudget ``<name>`` with ``minAvailable: 1`` when replicas > 1 (with one replica it
+  would block every node drain).
+
+``WorkloadReconciler`` is the reconcile around them that both kinds share (parse, ``plan`` the
+kind's references, apply and prune the children, write status); a kind module supplies its
+``plan``. The docstring of ``WorkloadReconciler`` says what a user's mistakes turn into.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentkube.api.kind import InvalidSpec, Kind
+from agentkube.api.pod import DEFAULT_RESOURCES, WorkloadSpec
+from agentkube.controllers.children import (
+    CONFIG_MAP,
+    DEPLOYMENT,
+    POD_DISRUPTION_BUDGET,
+    SERVICE,
+    ChildConflict,
+    Children,
+    child_metadata,
+    controller_of,
+    selector_labels,
+    standard_labels,
+)
+from agentkube.controllers.status import (
+    ACCEPTED,
+    Problem,
+    StatusWriter,
+    accepted_condition,
+    available_condition,
+    merge_conditions,
+    ready_condition,
+)
+from agentkube.runtime.conditions import find_status_condition
+from agentkube.runtime.errors import Invalid
+from agentkube.runtime.gvk import GVK, ObjectKey
+from agentkube.runtime.reconcile import Request, Result
+
+__all__ = [
+    "CONFIG_FILE",
+    "CONFIG_HASH_ANNOTATION",
+    "CONFIG_MOUNT",
+    "MAX_CONCURRENT_RECONCILES",
+    "OWNED",
+    "Plan",
+    "PlanFunc",
+    "Workload",
+    "WorkloadReconciler",
+    "config_hash",
+    "config_map",
+    "config_map_name",
+    "deployment",
+    "desired_children",
+    "pod_disruption_budget",
+    "service",
+    "service_url",
+]
+
+CONFIG_HASH_ANNOTATION = "agentkube.io/config-hash"
+CONFIG_MOUNT = "/etc/agentkube"
+CONFIG_FILE = "config.yaml"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One data-plane program to run for ``owner`` (the object, as the API server returns it)."""
+
+    owner: Mapping[str, Any]
+    spec: WorkloadSpec
+    program: str
+    """The program and its role: the first argument, the container name and ``app.kubernetes.io/name``
+    (``mcp-proxy``, ``llm-gateway``)."""
+    image: str
+    config: str
+    """The rendered config file."""
+    secret_digests: Mapping[str, str] = field(default_factory=dict)
+    """``<secret>/<key>`` -> digest of every Secret value the program reads."""
+    env: Sequence[Mapping[str, Any]] = ()
+    """Container environment, e.g. ``{"name": ..., "valueFrom": {"secretKeyRef": ...}}``."""
+
+    @property
+    def name(self) -> str:
+        return str(self.owner["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.owner["metadata"]["namespace"])
+
+
+def service_url(name: str, namespace: str, port: int) -> str:
+    """The in-cluster URL of a workload's Service (what status.url shows)."""
+    return f"http://{name}.{namespace}.svc.cluster.local:{port}"
+
+
+def config_map_name(name: str) -> str:
+    return f"{name}-config"
+
+
+def config_hash(config: str, secret_digests: Mapping[str, str]) -> str:
+    """Digest of the config file and the referenced Secret values' digests (sorted, so order is moot)."""
+    h = hashlib.sha256(config.encode())
+    for ref in sorted(secret_digests):
+        h.update(f"\n{ref}={secret_digests[ref]}".encode())
+    return h.hexdigest()
+
+
+def config_map(w: Workload) -> dict[str, Any]:
+    return {
+        "apiVersion": CONFIG_MAP.api_version,
+        "kind": CONFIG_MAP.kind,
+        "metadata": child_metadata(w.owner, config_map_name(w.name), w.program),
+        "data": {CONFIG_FILE: w.config},
+    }
+
+
+def _resources(spec: WorkloadSpec) -> dict[str, Any]:
+    chosen = spec.resources if spec.resources is not None else DEFAULT_RESOURCES
+    return {k: v for k, v in chosen.to_dict().items() if v}
+
+
+_RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def deployment(w: Workload) -> dict[str, Any]:
+    spec = w.spec
+    pod_meta = spec.pod_metadata
+    labels = {**(pod_meta.labels if pod_meta else {}), **standard_labels(w.program, w.name)}
+    annotations = {
+        **(pod_meta.annotations if pod_meta else {}),
+        CONFIG_HASH_ANNOTATION: config_hash(w.config, w.secret_digests),
+    }
+    container: dict[str, Any] = {
+        "name": w.program,
+        "image": w.image,
+        "args": [w.program, "--config", f"{CONFIG_MOUNT}/{CONFIG_FILE}"],
+        "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
+        "resources": _resources(spec),
+        "securityContext": dict(_RESTRICTED_CONTAINER),
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    if w.env:
+        container["env"] = [dict(e) for e in w.env]
+    pod: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": [
+            {"name": "config", "configMap": {"name": config_map_name(w.name)}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+    if spec.node_selector:
+        pod["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod["tolerations"] = [t.to_dict() for t in spec.tolerations]
+    return {
+        "apiVersion": DEPLOYMENT.api_version,
+        "kind": DEPLOYMENT.kind,
+        "metadata": child_metadata(w.owner, w.name, w.program),
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": selector_labels(w.program, w.name)},
+            "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod},
+        },
+    }
+
+
+def service(w: Workload) -> dict[str, Any]:
+    return {
+        "apiVersion": SERVICE.api_version,
+        "kind": SERVICE.kind,
+        "metadata": child_metadata(w.owner, w.name, w.program),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(w.program, w.name),
+            "ports": [{"name": "http", "port": w.spec.port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def pod_disruption_budget(w: Workload) -> dict[str, Any] | None:
+    """The PodDisruptionBudget, or None with fewer than two replicas."""
+    if w.spec.replicas < 2:
+        return None
+    return {
+        "apiVersion": POD_DISRUPTION_BUDGET.api_version,
+        "kind": POD_DISRUPTION_BUDGET.kind,
+        "metadata": child_metadata(w.owner, w.name, w.program),
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": selector_labels(w.program, w.name)}},
+    }
+
+
+def desired_children(w: Workload) -> list[dict[str, Any]]:
+    """Every child of the workload, in the order they are best created (config before its readers)."""
+    children = [config_map(w), deployment(w), service(w)]
+    pdb = pod_disruption_budget(w)
+    if pdb is not None:
+        children.append(pdb)
+    return children
+
+
+# ------------------------------------------------------------------------------------------ reconcile
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a kind module makes of one valid object: the problems with its references, or the
+    workload to run, and the kind's own status fields (e.g. an LLMGateway's served models)."""
+
+    problems: Sequence[Problem] = ()
+    workload: Workload | None = None
+    status: Mapping[str, Any] = field(default_factory=dict)
+
+
+PlanFunc = Callable[[dict[str, Any], Any], Plan]
+"""``plan(obj, spec)``: reads references from the cache only (no I/O), returns a ``Plan``."""
+
+# A reconcile is mostly waiting on the API server; a few at once keep the event loop busy without
+# letting one kind's backlog starve the other controllers of the same process.
+MAX_CONCURRENT_RECONCILES = 4
+
+# Seconds between looks at a child name taken by an object we do not own.
+CONFLICT_RECHECK = 60.0
+
+# Children of a workload and how they are cached: the Deployment in full (its status feeds ours),
+# the others metadata-only (all ``Children`` reads of them is metadata).
+OWNED = {CONFIG_MAP: True, DEPLOYMENT: False, SERVICE: True, POD_DISRUPTION_BUDGET: True}
+
+
+class WorkloadReconciler:
+    """The reconcile every workload kind shares: parse, plan, apply children, report status.
+
+    Reads only from the cache. A user's spec can make an object not Accepted, never make the
+    reconcile raise: an invalid spec, a missing reference, a child name taken by someone else or a
+    child the API server rejects all end as ``Accepted=False`` with a message naming the field, and
+    the object is retried when something it depends on changes (its watches see to that), not on a
+    timer (except a name conflict: the namesake is not watched, so it is looked at again every
+    ``CONFLICT_RECHECK`` seconds). Only failures of the world (API errors, timeouts) raise, to be
+    retried with backoff.
+
+    While an object is not Accepted its existing children are left alone: a broken edit does not
+    take down a proxy that is serving with the previous configuration.
+    """
+
+    def __init__(self, manager: Any, *, name: str, kind: Kind[Any, Any], plan: PlanFunc) -> None:
+        self.gvk = GVK(kind.group, kind.version, kind.kind)
+        self.kind = kind
+        self._cache = manager.cache
+        self._plan = plan
+        self.recorder = manager.event_recorder(f"agentkube.io/{name}-controller")
+        self.children = Children(manager.cache, manager.client, self.recorder, OWNED)
+        self.status = StatusWriter(manager.client)
+        # (reason, message) of the last Warning sent per object: reference problems are reported
+        # once when they appear, not on every reconcile while they last.
+        self._warned: dict[ObjectKey, tuple[str, str]] = {}
+
+    async def reconcile(self, request: Request) -> Result | None:
+        key = request.key
+        obj = self._cache.get(self.gvk, request.name, request.namespace)
+        if obj is None:
+            self.children.forget(self.gvk, key)
+            self.status.forget(self.gvk, key)
+            self._warned.pop(key, None)
+            return None
+        meta = obj["metadata"]
+        if meta.get("deletionTimestamp"):
+            return None  # the garbage collector removes the children through their owner references
+        label = f"{self.kind.kind} {key}"
+        generation = int(meta.get("generation") or 0)
+        problems: list[Problem] = []
+        extra: Mapping[str, Any] = {}
+        url = (obj.get("status") or {}).get("url")
+        applied: Mapping[tuple[GVK, ObjectKey], dict[str, Any]] = {}
+        result: Result | None = None
+        try:
+            spec = self.kind.parse(obj)
+        except InvalidSpec as e:
+            problems.append(Problem("InvalidSpec", str(e)))
+        else:
+            url = service_url(meta["name"], meta["namespace"], spec.port)
+            plan = self._plan(obj, spec)
+            problems.extend(plan.problems)
+            extra = plan.status
+            if not problems and plan.workload is not None:
+                try:
+                    applied = (await self.children.apply(obj, desired_children(plan.workload))).applied
+                except ChildConflict as e:
+                    problems.append(Problem("ChildConflict", f"{label}: {e}"))
+                    # The namesake is not ours, so no watch of ours wakes us when it goes away.
+                    result = Result(requeue_after=CONFLICT_RECHECK)
+                except Invalid as e:
+                    problems.append(
+                        Problem("ChildRejected", f"{label}: the API server rejected a child: {e}")
+                    )
+
+        # A Deployment we just applied is reported from the API server's answer, not the lagging
+        # cache: the status written now is then the one the next reconcile computes too.
+        deployment = applied.get((DEPLOYMENT, ObjectKey(meta.get("namespace"), meta["name"])))
+        if deployment is None:
+            deployment = self.children.get(DEPLOYMENT, meta["name"], meta.get("namespace"))
+        if deployment is not None and controller_of(deployment) != meta["uid"]:
+            deployment = None  # a namesake we do not control says nothing about this object
+        accepted = accepted_condition(problems, generation)
+        available = available_condition(deployment, generation)
+        ready = ready_condition(accepted, available, generation)
+        observed = (deployment or {}).get("status") or {}
+        status: dict[str, Any] = {"observedGeneration": generation}
+        if url:
+            status["url"] = url
+        status["replicas"] = int(observed.get("replicas") or 0)
+        status["readyReplicas"] = int(observed.get("readyReplicas") or 0)
+        status.update(extra)
+        status["conditions"] = merge_conditions(obj, [accepted, available, ready])
+        self._warn(obj, key, accepted)
+        await self.status.apply(obj, status)
+        return result
+
+    def _warn(self, obj: dict[str, Any], key: ObjectKey, accepted: Mapping[str, Any]) -> None:
+        if accepted["status"] == "True":
+            self._warned.pop(key, None)
+            return
+        problem = (accepted["reason"], accepted["message"])
+        if key not in self._warned:
+            # After a restart: what the object already shows was reported by our predecessor.
+            shown = find_status_condition((obj.get("status") or {}).get("conditions"), ACCEPTED)
+            if shown is not None and (shown.get("reason"), shown.get("message")) == problem:
+                self._warned[key] = problem
+        if self._warned.get(key) == problem:
+            return
+        self._warned[key] = problem
+        self.recorder.event(obj, "Warning", accepted["reason"], accepted["message"])

@@ -1,0 +1,1 @@
+"""The LLM gateway: the program an LLMGateway's Deployment runs (``agentkube llm-gateway``)."""

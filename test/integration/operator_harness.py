@@ -1,0 +1,254 @@
+"""The operator running in the test process: a manager with the MCP and LLMGateway controllers.
+
+``running_operator(kubeconfig, namespace=...)`` starts a ``Manager`` on a ``RecordingClient`` (the real
+client, which also notes every write it sends and every request RBAC refused) and the two
+controllers registered, and stops it on exit. There is no kube-controller-manager: Deployments get no
+status unless a test patches it (``set_available``), and nothing garbage-collects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from agentkube.controllers import OperatorOptions, llmgateway, mcp
+from agentkube.controllers.children import DEPLOYMENT
+from agentkube.runtime import metrics
+from agentkube.runtime.client import Client
+from agentkube.runtime.errors import Forbidden, NotFound
+from agentkube.runtime.gvk import GVK
+from agentkube.runtime.manager import LeaderElectionLost, Manager, ManagerOptions
+from agentkube.runtime.reconcile import Request
+
+__all__ = [
+    "DEADLINE",
+    "IMAGE",
+    "RecordingClient",
+    "RunningOperator",
+    "condition",
+    "eventually",
+    "running_operator",
+    "set_available",
+]
+
+IMAGE = "ghcr.io/agentkube/agentkube:integration"
+DEADLINE = 60.0
+
+
+@dataclass(frozen=True)
+class Write:
+    verb: str
+    kind: str
+    name: str
+    subresource: str | None = None
+
+
+class RecordingClient(Client):
+    """The real client, noting each write request (by verb and kind) and each RBAC denial."""
+
+    writes: list[Write]
+    denied: list[str]
+
+    def _note(self) -> None:
+        if not hasattr(self, "writes"):
+            self.writes, self.denied = [], []
+
+    def _denied(self, what: str, error: Forbidden) -> None:
+        self._note()
+        # "namespace ... is being terminated" is also a 403; only "cannot <verb>" is RBAC saying no.
+        if "cannot" in error.message:
+            self.denied.append(f"{what}: {error.message}")
+
+    async def _record(self, write: Write, call: Awaitable[Any]) -> Any:
+        self._note()
+        self.writes.append(write)
+        try:
+            return await call
+        except Forbidden as e:
+            self._denied(f"{write.verb} {write.kind} {write.name}", e)
+            raise
+
+    async def apply(self, obj: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        write = Write("apply", obj["kind"], obj["metadata"]["name"], kw.get("subresource"))
+        result: dict[str, Any] = await self._record(write, super().apply(obj, **kw))
+        return result
+
+    async def create(self, obj: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        result: dict[str, Any] = await self._record(
+            Write("create", obj["kind"], obj["metadata"].get("name", "")), super().create(obj, **kw)
+        )
+        return result
+
+    async def patch(
+        self, gvk: GVK, name: str, namespace: str | None, patch: Any, **kw: Any
+    ) -> dict[str, Any]:
+        write = Write("patch", gvk.kind, name, kw.get("subresource"))
+        result: dict[str, Any] = await self._record(write, super().patch(gvk, name, namespace, patch, **kw))
+        return result
+
+    async def replace(self, obj: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        write = Write("replace", obj["kind"], obj["metadata"]["name"], kw.get("subresource"))
+        result: dict[str, Any] = await self._record(write, super().replace(obj, **kw))
+        return result
+
+    async def delete(self, gvk: GVK, name: str, namespace: str | None = None, **kw: Any) -> None:
+        await self._record(Write("delete", gvk.kind, name), super().delete(gvk, name, namespace, **kw))
+
+    async def get(self, gvk: GVK, name: str, namespace: str | None = None) -> dict[str, Any]:
+        try:
+            return await super().get(gvk, name, namespace)
+        except Forbidden as e:
+            self._denied(f"get {gvk.kind} {name}", e)
+            raise
+
+    async def list(self, gvk: GVK, namespace: str | None = None, **kw: Any) -> Any:
+        try:
+            return await super().list(gvk, namespace, **kw)
+        except Forbidden as e:
+            self._denied(f"list {gvk.kind} in {namespace or 'all namespaces'}", e)
+            raise
+
+    async def watch(self, gvk: GVK, namespace: str | None = None, **kw: Any) -> AsyncIterator[dict[str, Any]]:  # type: ignore[override]
+        try:
+            async with contextlib.aclosing(super().watch(gvk, namespace, **kw)) as events:
+                async for event in events:
+                    yield event
+        except Forbidden as e:
+            self._denied(f"watch {gvk.kind} in {namespace or 'all namespaces'}", e)
+            raise
+
+    def writes_of(self, verb: str | None = None, kind: str | None = None) -> list[Write]:
+        self._note()
+        return [
+            w for w in self.writes if (verb is None or w.verb == verb) and (kind is None or w.kind == kind)
+        ]
+
+
+@dataclass
+class RunningOperator:
+    client: RecordingClient
+    manager: Manager
+    task: asyncio.Task[None]
+    namespace: str | None
+    requeued: dict[str, int] = field(default_factory=dict)
+
+    def requeue_everything(self) -> int:
+        """Put every cached MCP and LLMGateway back on its controller's queue; how many were added."""
+        added = 0
+        queues = {c.name: c.queue for c in self.manager.controllers}
+        for name, gvk in (("mcp", mcp.MCP), ("llmgateway", llmgateway.LLM_GATEWAY)):
+            for obj in self.manager.cache.list(gvk, self.namespace):
+                queues[name].add(Request.of(obj))
+                added += 1
+        return added
+
+    async def flush_events(self) -> None:
+        """Wait until every Event the controllers recorded so far has been written."""
+        for controller in self.manager.controllers:
+            recorder = getattr(controller.reconciler, "recorder", None)
+            if recorder is not None:
+                await recorder.flush()
+
+    def reconciles(self) -> float:
+        """Reconciles finished so far by this process's mcp and llmgateway controllers (any result)."""
+        total = 0.0
+        for name in ("mcp", "llmgateway"):
+            for result in ("success", "error", "requeue", "requeue_after"):
+                value = metrics.REGISTRY.get_sample_value(
+                    "controller_runtime_reconcile_total", {"controller": name, "result": result}
+                )
+                total += value or 0.0
+        return total
+
+    def idle(self) -> bool:
+        """No request queued or being reconciled by any controller."""
+        return all(len(c.queue) == 0 and not c.queue.processing for c in self.manager.controllers)
+
+
+@contextlib.asynccontextmanager
+async def running_operator(
+    kubeconfig: str, *, namespace: str | None, **options: Any
+) -> AsyncIterator[RunningOperator]:
+    """The manager with our controllers, watching ``namespace`` (None: every namespace)."""
+    client = await RecordingClient.from_kubeconfig(kubeconfig)
+    assert isinstance(client, RecordingClient)
+    client._note()
+    settings: dict[str, Any] = {
+        "metrics_bind_address": "0",
+        "health_probe_bind_address": "0",
+        "namespace": namespace,
+        "install_signal_handlers": False,
+        "graceful_shutdown_timeout": 10.0,
+    }
+    settings.update(options)
+    manager = Manager(client, ManagerOptions(**settings))
+    operator_options = OperatorOptions(dataplane_image=IMAGE)
+    mcp.setup(manager, operator_options)
+    llmgateway.setup(manager, operator_options)
+    task = asyncio.create_task(manager.run())
+    try:
+        yield RunningOperator(client, manager, task, namespace)
+    finally:
+        manager.stop()
+        with contextlib.suppress(LeaderElectionLost):
+            await asyncio.wait_for(task, DEADLINE)
+        await client.close()
+
+
+async def eventually(check: Callable[[], Any], what: str, within: float = DEADLINE) -> Any:
+    """Poll ``check`` (sync or async) until it returns something truthy, and return that."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    last: Any = None
+    while True:
+        try:
+            result = check()
+            if isinstance(result, Awaitable):
+                result = await result
+        except (LookupError, TypeError, NotFound) as e:  # not there yet
+            result, last = None, e
+        if result:
+            return result
+        if loop.time() > deadline:
+            pytest.fail(f"timed out after {within:g} s waiting until {what} (last: {last!r})")
+        await asyncio.sleep(0.05)
+
+
+def condition(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
+    for c in ((obj or {}).get("status") or {}).get("conditions") or ():
+        if c.get("type") == ctype:
+            return dict(c)
+    return None
+
+
+async def set_available(
+    client: Client, namespace: str, name: str, available: bool, replicas: int = 1
+) -> None:
+    """Play kube-controller-manager: report the Deployment (un)available through its status."""
+    deployment = await client.get(DEPLOYMENT, name, namespace)
+    ready = replicas if available else 0
+    status = {
+        "observedGeneration": deployment["metadata"]["generation"],
+        "replicas": replicas,
+        "readyReplicas": ready,
+        "availableReplicas": ready,
+        "updatedReplicas": replicas,
+        "conditions": [
+            {
+                "type": "Available",
+                "status": "True" if available else "False",
+                "reason": "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
+                "message": "Deployment has minimum availability."
+                if available
+                else "Deployment does not have minimum availability.",
+                "lastUpdateTime": "2026-01-01T00:00:00Z",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            }
+        ],
+    }
+    await client.patch(DEPLOYMENT, name, namespace, {"status": status}, subresource="status")

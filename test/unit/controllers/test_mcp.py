@@ -1,0 +1,357 @@
+"""The MCP controller's pure part: what an MCP becomes, and what its references resolve to."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from agentkube.api import parse_mcp
+from agentkube.controllers import mcp
+from agentkube.controllers.children import standard_labels
+from agentkube.controllers.workload import CONFIG_HASH_ANNOTATION, desired_children
+from agentkube.dataplane.mcp.config import HttpUpstream, StdioUpstream, load_mcp_proxy_config
+from test.unit.controllers.conftest import World, secret, seed
+
+IMAGE = "ghcr.io/agentkube/agentkube:test"
+GITHUB = {
+    "name": "github",
+    "kind": "http",
+    "endpoint": "https://mcp.github.com",
+    "auth": {"mode": "bearer", "secretRef": {"name": "pat", "key": "token"}},
+}
+
+
+def children_of(world: World, obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    plan = mcp.plan(world.cache, IMAGE, obj, parse_mcp(obj))
+    assert not plan.problems, plan.problems
+    assert plan.workload is not None
+    return {c["kind"]: c for c in desired_children(plan.workload)}
+
+
+def problems_of(world: World, obj: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(p.reason, p.message) for p in mcp.plan(world.cache, IMAGE, obj, parse_mcp(obj)).problems]
+
+
+def pod_hash(children: dict[str, dict[str, Any]]) -> str:
+    return str(children["Deployment"]["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION])
+
+
+def test_seed_mcp_becomes_config_map_deployment_service_and_pdb(world: World) -> None:
+    obj = seed("MCP")
+    world.add(secret("team-a", "github-upstream-pat", {"token": "ghp_REPLACE_ME"}))
+    children = children_of(world, obj)
+    assert sorted(children) == ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service"]
+    owner = {
+        "apiVersion": "agentkube.io/v1alpha1",
+        "kind": "MCP",
+        "name": "github-tools",
+        "uid": obj["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    labels = standard_labels("mcp-proxy", "github-tools")
+    for child in children.values():
+        assert child["metadata"]["namespace"] == "team-a"
+        assert child["metadata"]["labels"] == labels
+        assert child["metadata"]["ownerReferences"] == [owner]
+
+    deployment = children["Deployment"]
+    assert deployment["metadata"]["name"] == "github-tools"
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["selector"] == {
+        "matchLabels": {"app.kubernetes.io/name": "mcp-proxy", "app.kubernetes.io/instance": "github-tools"}
+    }
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container == {
+        "name": "mcp-proxy",
+        "image": IMAGE,
+        "args": ["mcp-proxy", "--config", "/etc/agentkube/config.yaml"],
+        "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
+        "resources": {"limits": {"memory": "256Mi"}, "requests": {"cpu": "50m", "memory": "64Mi"}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": "config", "mountPath": "/etc/agentkube", "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "env": [
+            {
+                "name": "AGENTKUBE_UPSTREAM_GITHUB_SECRET",
+                "valueFrom": {"secretKeyRef": {"name": "github-upstream-pat", "key": "token"}},
+            },
+            {"name": "HOME", "value": "/tmp"},
+        ],
+    }
+    assert pod["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["volumes"] == [
+        {"name": "config", "configMap": {"name": "github-tools-config"}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    assert children["Service"]["spec"] == {
+        "type": "ClusterIP",
+        "selector": {"app.kubernetes.io/name": "mcp-proxy", "app.kubernetes.io/instance": "github-tools"},
+        "ports": [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}],
+    }
+    assert children["PodDisruptionBudget"]["spec"] == {
+        "minAvailable": 1,
+        "selector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]},
+    }
+    assert children["ConfigMap"]["metadata"]["name"] == "github-tools-config"
+
+
+def test_seed_config_names_the_env_var_and_never_holds_the_secret(world: World) -> None:
+    world.add(secret("team-a", "github-upstream-pat", {"token": "ghp_REPLACE_ME"}))
+    children = children_of(world, seed("MCP"))
+    text = children["ConfigMap"]["data"]["config.yaml"]
+    assert "ghp_REPLACE_ME" not in str(children)
+    config = load_mcp_proxy_config(text)
+    assert config.name == "team-a/github-tools"
+    assert config.listen.port == 8080
+    (upstream,) = config.upstreams
+    assert isinstance(upstream, HttpUpstream)
+    assert upstream.url == "https://mcp.github.com"
+    assert upstream.auth is not None
+    assert (upstream.auth.mode, upstream.auth.secret_env) == ("bearer", "AGENTKUBE_UPSTREAM_GITHUB_SECRET")
+    assert upstream.tools is not None
+    assert upstream.tools.allow == ["create_issue", "list_issues", "add_comment"]
+
+
+def test_no_pdb_with_one_replica(world: World, make_mcp: Any) -> None:
+    world.add(secret("team-a", "pat", {"token": "t"}))
+    children = children_of(world, make_mcp("one", [GITHUB], replicas=1))
+    assert sorted(children) == ["ConfigMap", "Deployment", "Service"]
+
+
+def test_users_pod_settings_reach_the_pods(world: World, make_mcp: Any) -> None:
+    world.add(secret("team-a", "pat", {"token": "t"}))
+    obj = make_mcp(
+        "custom",
+        [GITHUB],
+        port=9000,
+        resources={"requests": {"cpu": "100m"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+        podMetadata={"labels": {"team": "a"}, "annotations": {"prometheus.io/scrape": "true"}},
+        nodeSelector={"pool": "tools"},
+        tolerations=[{"key": "dedicated", "operator": "Equal", "value": "tools", "effect": "NoSchedule"}],
+    )
+    children = children_of(world, obj)
+    template = children["Deployment"]["spec"]["template"]
+    assert template["metadata"]["labels"] == {"team": "a", **standard_labels("mcp-proxy", "custom")}
+    assert template["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    pod = template["spec"]
+    assert pod["nodeSelector"] == {"pool": "tools"}
+    assert pod["tolerations"] == [
+        {"key": "dedicated", "operator": "Equal", "value": "tools", "effect": "NoSchedule"}
+    ]
+    assert pod["containers"][0]["resources"] == {
+        "requests": {"cpu": "100m"},
+        "limits": {"cpu": "1", "memory": "1Gi"},
+    }
+    assert pod["containers"][0]["ports"][0]["containerPort"] == 9000
+    assert children["Service"]["spec"]["ports"][0]["port"] == 9000
+
+
+def test_stdio_secret_variables_reach_the_process_through_the_container_env(
+    world: World, make_mcp: Any
+) -> None:
+    world.add(secret("team-a", "fs-creds", {"key": "s3cr3t"}))
+    stdio = {
+        "name": "files",
+        "kind": "stdio",
+        "stdio": {
+            "command": "npx",
+            "args": ["-y", "@modelcontextprotocol/server-filesystem", "/data"],
+            "env": [
+                {"name": "MODE", "value": "ro"},
+                {"name": "API_KEY", "valueFrom": {"secretKeyRef": {"name": "fs-creds", "key": "key"}}},
+            ],
+        },
+    }
+    children = children_of(world, make_mcp("files", [stdio]))
+    env = children["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env[0] == {
+        "name": "AGENTKUBE_UPSTREAM_FILES_ENV1",
+        "valueFrom": {"secretKeyRef": {"name": "fs-creds", "key": "key"}},
+    }
+    (upstream,) = load_mcp_proxy_config(children["ConfigMap"]["data"]["config.yaml"]).upstreams
+    assert isinstance(upstream, StdioUpstream)
+    assert [(v.name, v.value, v.value_from_env) for v in upstream.env] == [
+        ("MODE", "ro", None),
+        ("API_KEY", None, "AGENTKUBE_UPSTREAM_FILES_ENV1"),
+    ]
+    assert "s3cr3t" not in str(children)
+
+
+def test_mcp_ref_resolves_to_the_referenced_proxys_url(world: World, make_mcp: Any) -> None:
+    world.add(make_mcp("backend", [{"name": "x", "kind": "http", "endpoint": "http://x.example"}], port=9090))
+    world.add(
+        make_mcp("other", [{"name": "x", "kind": "http", "endpoint": "http://x.example"}], namespace="shared")
+    )
+    front = make_mcp(
+        "front",
+        [
+            {"name": "local", "kind": "mcpRef", "mcpRef": {"name": "backend"}},
+            {"name": "remote", "kind": "mcpRef", "mcpRef": {"name": "other", "namespace": "shared"}},
+        ],
+    )
+    children = children_of(world, front)
+    upstreams = load_mcp_proxy_config(children["ConfigMap"]["data"]["config.yaml"]).upstreams
+    assert [(u.name, getattr(u, "url", None), getattr(u, "mcp_ref", None)) for u in upstreams] == [
+        ("local", "http://backend.team-a.svc.cluster.local:9090", "team-a/backend"),
+        ("remote", "http://other.shared.svc.cluster.local:8080", "shared/other"),
+    ]
+
+
+def test_missing_secret_is_secret_not_found_naming_object_field_secret_and_key(
+    world: World, make_mcp: Any
+) -> None:
+    assert problems_of(world, make_mcp("github-tools", [GITHUB])) == [
+        (
+            "SecretNotFound",
+            'MCP team-a/github-tools: spec.upstreams[0].auth.secretRef: Secret "pat" not found in namespace '
+            '"team-a"; create it with key "token"',
+        )
+    ]
+
+
+def test_missing_key_is_secret_key_not_found_in_the_documented_shape(world: World) -> None:
+    world.add(secret("team-a", "github-upstream-pat", {"other": "x"}))
+    assert problems_of(world, seed("MCP")) == [
+        (
+            "SecretKeyNotFound",
+            'MCP team-a/github-tools: spec.upstreams[0].auth.secretRef: Secret "github-upstream-pat" '
+            'has no key "token"',
+        )
+    ]
+
+
+def test_optional_stdio_secret_may_be_missing(world: World, make_mcp: Any) -> None:
+    stdio = {
+        "name": "s",
+        "kind": "stdio",
+        "stdio": {
+            "command": "x",
+            "env": [
+                {"name": "K", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k", "optional": True}}}
+            ],
+        },
+    }
+    assert problems_of(world, make_mcp("s", [stdio])) == []
+
+
+def test_missing_mcp_ref_is_upstream_ref_not_found(world: World, make_mcp: Any) -> None:
+    obj = make_mcp("front", [{"name": "b", "kind": "mcpRef", "mcpRef": {"name": "ghost"}}])
+    assert problems_of(world, obj) == [
+        (
+            "UpstreamRefNotFound",
+            'MCP team-a/front: spec.upstreams[0].mcpRef: MCP "team-a/ghost" not found; create it or point '
+            "the upstream at an existing MCP",
+        )
+    ]
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"name": f"to-{name}", "kind": "mcpRef", "mcpRef": {"name": name}}
+
+
+@pytest.mark.parametrize(
+    ("edges", "members"),
+    [
+        ({"a": ["b"], "b": ["a"]}, {"a", "b"}),
+        ({"a": ["b"], "b": ["c"], "c": ["a"]}, {"a", "b", "c"}),
+        # d leads into the cycle b <-> c but is not on it: its proxy works as far as it is concerned.
+        ({"d": ["b"], "b": ["c"], "c": ["b"]}, {"b", "c"}),
+    ],
+)
+def test_reference_cycle_is_reported_on_every_member_and_only_there(
+    world: World, make_mcp: Any, edges: dict[str, list[str]], members: set[str]
+) -> None:
+    objs = {name: world.add(make_mcp(name, [_ref(t) for t in targets])) for name, targets in edges.items()}
+    flagged = {
+        name for name, obj in objs.items() if any(r == "ReferenceCycle" for r, _ in problems_of(world, obj))
+    }
+    assert flagged == members
+
+
+def test_cycle_message_shows_the_path(world: World, make_mcp: Any) -> None:
+    a = world.add(make_mcp("a", [_ref("b")]))
+    world.add(make_mcp("b", [_ref("a")]))
+    assert problems_of(world, a) == [
+        (
+            "ReferenceCycle",
+            "MCP team-a/a: spec.upstreams[0].mcpRef: reference cycle team-a/a -> team-a/b -> team-a/a; "
+            "a proxy cannot forward to itself",
+        )
+    ]
+
+
+def test_config_change_and_secret_change_roll_the_pods_unrelated_change_does_not(
+    world: World, make_mcp: Any
+) -> None:
+    world.add(secret("team-a", "pat", {"token": "one", "unrelated": "a"}))
+    obj = make_mcp("g", [GITHUB])
+    before = pod_hash(children_of(world, obj))
+
+    relabelled = copy.deepcopy(obj)
+    relabelled["metadata"]["labels"] = {"new": "label"}
+    relabelled["spec"]["podMetadata"] = {"labels": {"extra": "x"}}
+    relabelled["spec"]["replicas"] = 3
+    assert pod_hash(children_of(world, relabelled)) == before
+
+    world.add(secret("team-a", "pat", {"token": "one", "unrelated": "b"}))
+    assert pod_hash(children_of(world, obj)) == before
+
+    world.add(secret("team-a", "pat", {"token": "two", "unrelated": "b"}))
+    rotated = pod_hash(children_of(world, obj))
+    assert rotated != before
+
+    changed = copy.deepcopy(obj)
+    changed["spec"]["upstreams"][0]["tools"] = {"mode": "deny", "deny": ["delete_*"]}
+    assert pod_hash(children_of(world, changed)) not in (before, rotated)
+
+
+def test_indexes_name_referenced_secrets_and_mcps(make_mcp: Any) -> None:
+    obj = make_mcp(
+        "x",
+        [
+            GITHUB,
+            _ref("b"),
+            {"name": "r", "kind": "mcpRef", "mcpRef": {"name": "c", "namespace": "other"}},
+            {
+                "name": "s",
+                "kind": "stdio",
+                "stdio": {
+                    "command": "x",
+                    "env": [{"name": "K", "valueFrom": {"secretKeyRef": {"name": "s1", "key": "k"}}}],
+                },
+            },
+        ],
+    )
+    assert list(mcp.index_secrets(obj)) == ["team-a/pat", "team-a/s1"]
+    assert list(mcp.index_mcp_refs(obj)) == ["other/c", "team-a/b"]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        None,
+        "text",
+        {"upstreams": "x"},
+        {"upstreams": [1, None, {"kind": "mcpRef", "mcpRef": "b"}]},
+        {"upstreams": [{"auth": []}]},
+    ],
+)
+def test_indexes_survive_any_shape_a_user_writes(spec: Any) -> None:
+    obj = {"metadata": {"name": "x", "namespace": "n"}, "spec": spec}
+    assert list(mcp.index_secrets(obj)) == []
+    assert list(mcp.index_mcp_refs(obj)) == []

@@ -1,0 +1,75 @@
+"""Conditions of our workload kinds: what each says, and that an unchanged one stays byte-for-byte equal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from agentkube.controllers.status import (
+    Problem,
+    accepted_condition,
+    available_condition,
+    merge_conditions,
+    ready_condition,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T1 = datetime(2026, 1, 2, tzinfo=UTC)
+
+
+def deployment(
+    available: str | None, message: str = "Deployment has minimum availability."
+) -> dict[str, Any]:
+    status: dict[str, Any] = {}
+    if available is not None:
+        status["conditions"] = [{"type": "Available", "status": available, "message": message}]
+    return {"metadata": {"name": "m", "namespace": "n"}, "status": status}
+
+
+def test_accepted_is_true_without_problems_and_carries_the_generation() -> None:
+    c = accepted_condition([], 7)
+    assert (c["status"], c["reason"], c["observedGeneration"]) == ("True", "Accepted", 7)
+
+
+def test_accepted_false_takes_the_first_reason_and_every_message_once() -> None:
+    problems = [
+        Problem("SecretNotFound", "a"),
+        Problem("UpstreamRefNotFound", "b"),
+        Problem("SecretNotFound", "a"),
+    ]
+    c = accepted_condition(problems, 2)
+    assert (c["status"], c["reason"], c["message"]) == ("False", "SecretNotFound", "a; b")
+
+
+def test_accepted_message_is_cut_to_what_the_api_server_takes() -> None:
+    c = accepted_condition([Problem("InvalidSpec", "x" * 40000)], 1)
+    assert len(c["message"]) <= 32768
+
+
+def test_available_mirrors_the_deployment() -> None:
+    assert available_condition(None, 1)["reason"] == "DeploymentNotFound"
+    assert available_condition(deployment(None), 1)["status"] == "Unknown"
+    up = available_condition(deployment("True"), 1)
+    assert (up["status"], up["reason"]) == ("True", "DeploymentAvailable")
+    down = available_condition(deployment("False", "Deployment does not have minimum availability."), 1)
+    assert (down["status"], down["reason"]) == ("False", "DeploymentUnavailable")
+    assert "does not have minimum availability" in down["message"]
+
+
+def test_ready_needs_both_and_otherwise_says_why() -> None:
+    ok = accepted_condition([], 1)
+    bad = accepted_condition([Problem("SecretKeyNotFound", "no key")], 1)
+    up = available_condition(deployment("True"), 1)
+    down = available_condition(deployment("False"), 1)
+    assert ready_condition(ok, up, 1)["status"] == "True"
+    assert ready_condition(bad, up, 1)["reason"] == "SecretKeyNotFound"
+    assert ready_condition(ok, down, 1)["reason"] == "DeploymentUnavailable"
+
+
+def test_unchanged_conditions_keep_their_transition_time_and_foreign_ones_are_left_out() -> None:
+    first = merge_conditions({}, [accepted_condition([], 1)], now=T0)
+    live = {"status": {"conditions": [*first, {"type": "example.com/Other", "status": "True"}]}}
+    again = merge_conditions(live, [accepted_condition([], 1)], now=T1)
+    assert again == first
+    flipped = merge_conditions(live, [accepted_condition([Problem("SecretNotFound", "m")], 1)], now=T1)
+    assert flipped[0]["lastTransitionTime"] == "2026-01-02T00:00:00Z"
