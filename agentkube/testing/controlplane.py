@@ -313,7 +313,9 @@ class ControlPlane:
                 f"--service-account-signing-key-file={files['sa.key']}",
                 "--service-account-issuer=https://kubernetes.default.svc",
                 "--authorization-mode=RBAC",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                # No controller-manager runs, so deleted namespaces never free their Services:
+                # leave room for a long session (a /24 holds only 254).
+                "--service-cluster-ip-range=10.96.0.0/16",
                 "--allow-privileged=true",
                 "--profiling=false",
                 *self._apiserver_flags,
@@ -528,11 +530,12 @@ class ControlPlane:
         while True:
             try:
                 live = self.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+                # A CRD just created has "conditions": null, and discovery answers "resources": null
+                # for a moment after it is established.
                 established = any(
                     c["type"] == "Established" and c["status"] == "True"
-                    for c in live.get("status", {}).get("conditions", [])
+                    for c in (live.get("status") or {}).get("conditions") or []
                 )
-                # Discovery answers "resources": null for a moment after the CRD is created.
                 served = established and all(
                     any(
                         r["name"] == plural
