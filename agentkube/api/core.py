@@ -21,7 +21,7 @@ from agentkube.api.meta import (
     SecretKey,
     keys_are_qualified_names,
 )
-from agentkube.api.model import ApiModel, ListMap, Rule
+from agentkube.api.model import ApiModel, ListMap, Rule, cel_list
 
 __all__ = [
     "ConfigMapEnvSource",
@@ -132,10 +132,8 @@ class ResourceRequirements(ApiModel):
 
     rules: ClassVar[tuple[Rule, ...]] = (
         Rule(
-            cel="!has(self.limits) || !has(self.requests) || "
-            + "["
-            + ", ".join(f"'{k}'" for k in COMPARED_RESOURCES)
-            + "].all(k, !(k in self.requests) || !(k in self.limits) || "
+            cel=f"!has(self.limits) || !has(self.requests) || {cel_list(COMPARED_RESOURCES)}"
+            ".all(k, !(k in self.requests) || !(k in self.limits) || "
             "!quantity(string(self.requests[k])).isGreaterThan(quantity(string(self.limits[k]))))",
             holds=_requests_within_limits,
             field=".requests",

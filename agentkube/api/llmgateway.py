@@ -10,11 +10,10 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, StringConstraints
 
-from agentkube.api.kind import AGE_COLUMN, READY_COLUMN, SERVICE_NAME_RULE, URL_COLUMN, Kind, PrinterColumn
-from agentkube.api.mcp import HTTP_URL
-from agentkube.api.meta import DnsLabel, SecretKeyRef, SecretRef
-from agentkube.api.model import ApiModel, ListMap, ListSet, Rule
-from agentkube.api.pod import WorkloadSpec, WorkloadStatus
+from agentkube.api.kind import SERVICE_NAME_RULE, Kind
+from agentkube.api.meta import DnsLabel, HttpUrl, SecretKeyRef, SecretRef
+from agentkube.api.model import ApiModel, ListMap, ListSet, Rule, belongs_to, cel_list
+from agentkube.api.pod import WORKLOAD_COLUMNS, WorkloadSpec, WorkloadStatus
 
 __all__ = [
     "API_KEYS_SECRET_SUFFIX",
@@ -42,30 +41,6 @@ ModelName = Annotated[
 ]
 
 
-def _cel_list(values: tuple[str, ...]) -> str:
-    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
-
-
-def _only_for(provider: Provider, field: str, alias: str) -> tuple[Rule, Rule]:
-    """The pair of rules for a field one provider needs and the others may not carry."""
-    return (
-        Rule(
-            cel=f"self.provider != '{provider}' || has(self.{alias})",
-            holds=lambda u: u.provider != provider or getattr(u, field) is not None,
-            field=f".{alias}",
-            reason="FieldValueRequired",
-            message=f"provider {provider} needs {alias}",
-        ),
-        Rule(
-            cel=f"self.provider == '{provider}' || !has(self.{alias})",
-            holds=lambda u: u.provider == provider or getattr(u, field) is None,
-            field=f".{alias}",
-            reason="FieldValueForbidden",
-            message=f"{alias} is only for provider {provider}",
-        ),
-    )
-
-
 class LlmUpstream(ApiModel):
     """A model provider the gateway forwards to."""
 
@@ -88,10 +63,8 @@ class LlmUpstream(ApiModel):
         description="Among upstreams serving a requested model, lower is preferred; the next one is "
         "tried when it fails. Equal priorities keep list order. Defaults to 0.",
     )
-    endpoint: str | None = Field(
+    endpoint: HttpUrl | None = Field(
         None,
-        max_length=2048,
-        pattern=HTTP_URL,
         description="Base URL of the provider API; required for azure-openai (the resource URL), ollama "
         "and vllm. For the others it overrides the provider's public URL, e.g. to go through a proxy.",
     )
@@ -124,23 +97,23 @@ class LlmUpstream(ApiModel):
 
     rules: ClassVar[tuple[Rule, ...]] = (
         Rule(
-            cel=f"!(self.provider in {_cel_list(NEEDS_ENDPOINT)}) || has(self.endpoint)",
+            cel=f"!(self.provider in {cel_list(NEEDS_ENDPOINT)}) || has(self.endpoint)",
             holds=lambda u: u.provider not in NEEDS_ENDPOINT or u.endpoint is not None,
             field=".endpoint",
             reason="FieldValueRequired",
             message="providers azure-openai, ollama and vllm need an endpoint",
         ),
         Rule(
-            cel=f"!(self.provider in {_cel_list(NEEDS_CREDENTIALS)}) || has(self.credentialsRef)",
+            cel=f"!(self.provider in {cel_list(NEEDS_CREDENTIALS)}) || has(self.credentialsRef)",
             holds=lambda u: u.provider not in NEEDS_CREDENTIALS or u.credentials_ref is not None,
             field=".credentialsRef",
             reason="FieldValueRequired",
             message="providers openai, anthropic and azure-openai need a credentialsRef",
         ),
-        *_only_for("bedrock", "region", "region"),
-        *_only_for("vertex", "project", "project"),
-        *_only_for("vertex", "location", "location"),
-        *_only_for("azure-openai", "api_version", "apiVersion"),
+        *belongs_to("provider", "bedrock", "region"),
+        *belongs_to("provider", "vertex", "project"),
+        *belongs_to("provider", "vertex", "location"),
+        *belongs_to("provider", "azure-openai", "api_version"),
     )
 
 
@@ -326,12 +299,7 @@ LLM_GATEWAY_KIND: Kind[LLMGatewaySpec, LLMGatewayStatus] = Kind(
     "and caching. Agents call it instead of a provider, so credentials and policy live in one place. "
     "agentkube runs it as a Deployment plus a Service in the gateway's namespace.",
     short_names=("llmgw",),
-    printer_columns=(
-        READY_COLUMN,
-        PrinterColumn("Replicas", "integer", ".status.readyReplicas", "Pods ready.", priority=1),
-        URL_COLUMN,
-        AGE_COLUMN,
-    ),
+    printer_columns=WORKLOAD_COLUMNS,
     rules=(SERVICE_NAME_RULE,),
 )
 

@@ -7,13 +7,12 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, StringConstraints
 
 from agentkube.api.core import EnvList
-from agentkube.api.kind import AGE_COLUMN, READY_COLUMN, SERVICE_NAME_RULE, URL_COLUMN, Kind, PrinterColumn
-from agentkube.api.meta import DnsLabel, ObjectName, SecretKeyRef
-from agentkube.api.model import ApiModel, ListMap, ListSet, Rule
-from agentkube.api.pod import WorkloadSpec, WorkloadStatus
+from agentkube.api.kind import SERVICE_NAME_RULE, Kind
+from agentkube.api.meta import DnsLabel, HttpUrl, ObjectName, SecretKeyRef
+from agentkube.api.model import ApiModel, ListMap, ListSet, Rule, belongs_to
+from agentkube.api.pod import WORKLOAD_COLUMNS, WorkloadSpec, WorkloadStatus
 
 __all__ = [
-    "HTTP_URL",
     "MCP_KIND",
     "MCPSpec",
     "MCPStatus",
@@ -25,7 +24,6 @@ __all__ = [
     "parse_mcp",
 ]
 
-HTTP_URL = r"^https?://[^\s/?#]+([/?#]\S*)?$"
 # MCP tool names are letters, digits, '_', '-', '.' and '/'; '*' matches any run of characters.
 ToolPattern = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_./*-]+$")]
 
@@ -107,6 +105,17 @@ class UpstreamAuth(ApiModel):
     )
 
 
+def _needs_entries(mode: Literal["allow", "deny"]) -> Rule:
+    """The rule that a filter in ``mode`` has at least one entry in the list of that name."""
+    return Rule(
+        cel=f"self.mode != '{mode}' || (has(self.{mode}) && size(self.{mode}) > 0)",
+        holds=lambda t: t.mode != mode or bool(getattr(t, mode)),
+        field=f".{mode}",
+        reason="FieldValueRequired",
+        message=f"mode {mode} needs at least one {mode} entry",
+    )
+
+
 class ToolFilter(ApiModel):
     """Which of an upstream's tools the proxy exposes. Entries are tool names or globs with '*'."""
 
@@ -122,46 +131,14 @@ class ToolFilter(ApiModel):
     )
 
     rules: ClassVar[tuple[Rule, ...]] = (
-        Rule(
-            cel="self.mode != 'allow' || (has(self.allow) && size(self.allow) > 0)",
-            holds=lambda t: t.mode != "allow" or bool(t.allow),
-            field=".allow",
-            reason="FieldValueRequired",
-            message="mode allow needs at least one allow entry",
-        ),
-        Rule(
-            cel="self.mode != 'deny' || (has(self.deny) && size(self.deny) > 0)",
-            holds=lambda t: t.mode != "deny" or bool(t.deny),
-            field=".deny",
-            reason="FieldValueRequired",
-            message="mode deny needs at least one deny entry",
-        ),
+        _needs_entries("allow"),
+        _needs_entries("deny"),
         Rule(
             cel="self.mode != 'deny' || !has(self.allow) || size(self.allow) == 0",
             holds=lambda t: t.mode != "deny" or not t.allow,
             field=".allow",
             reason="FieldValueForbidden",
             message="mode deny exposes every tool not denied, so it takes no allow entries",
-        ),
-    )
-
-
-def _belongs_to(kind: str, field: str, alias: str) -> tuple[Rule, Rule]:
-    """The pair of rules for a field that is required with one kind and forbidden with the others."""
-    return (
-        Rule(
-            cel=f"self.kind != '{kind}' || has(self.{alias})",
-            holds=lambda u: u.kind != kind or getattr(u, field) is not None,
-            field=f".{alias}",
-            reason="FieldValueRequired",
-            message=f"kind {kind} needs {alias}",
-        ),
-        Rule(
-            cel=f"self.kind == '{kind}' || !has(self.{alias})",
-            holds=lambda u: u.kind == kind or getattr(u, field) is None,
-            field=f".{alias}",
-            reason="FieldValueForbidden",
-            message=f"{alias} is only for kind {kind}",
         ),
     )
 
@@ -175,11 +152,8 @@ class McpUpstream(ApiModel):
         "endpoint), mcpRef (another MCP in the cluster, given in mcpRef) or stdio (a process the proxy "
         "starts, given in stdio)."
     )
-    endpoint: str | None = Field(
-        None,
-        max_length=2048,
-        pattern=HTTP_URL,
-        description="URL of the MCP endpoint, http:// or https://; required for kind http only.",
+    endpoint: HttpUrl | None = Field(
+        None, description="URL of the MCP endpoint, http:// or https://; required for kind http only."
     )
     mcp_ref: McpRef | None = Field(None, description="The MCP to forward to; required for kind mcpRef only.")
     stdio: StdioCommand | None = Field(
@@ -200,9 +174,9 @@ class McpUpstream(ApiModel):
     )
 
     rules: ClassVar[tuple[Rule, ...]] = (
-        *_belongs_to("http", "endpoint", "endpoint"),
-        *_belongs_to("mcpRef", "mcp_ref", "mcpRef"),
-        *_belongs_to("stdio", "stdio", "stdio"),
+        *belongs_to("kind", "http", "endpoint"),
+        *belongs_to("kind", "mcpRef", "mcp_ref"),
+        *belongs_to("kind", "stdio", "stdio"),
         Rule(
             cel="self.kind == 'http' || !has(self.auth) || self.auth.mode == 'none'",
             holds=lambda u: u.kind == "http" or u.auth is None or u.auth.mode == "none",
@@ -255,12 +229,7 @@ MCP_KIND: Kind[MCPSpec, MCPStatus] = Kind(
     description="An MCP runs a proxy that fronts one or more upstream MCP servers (http, another MCP, or "
     "a stdio process) and exposes a filtered tool surface at one URL. agentkube runs it as a Deployment "
     "plus a Service in the MCP's namespace.",
-    printer_columns=(
-        READY_COLUMN,
-        PrinterColumn("Replicas", "integer", ".status.readyReplicas", "Pods ready.", priority=1),
-        URL_COLUMN,
-        AGE_COLUMN,
-    ),
+    printer_columns=WORKLOAD_COLUMNS,
     rules=(SERVICE_NAME_RULE, NO_SELF_REFERENCE),
 )
 

@@ -17,12 +17,14 @@ from agentkube.api.model import ApiModel, Rule
 __all__ = [
     "DNS_LABEL",
     "DNS_SUBDOMAIN",
+    "HTTP_URL",
     "QUALIFIED_NAME",
     "QUALIFIED_NAME_MAX",
     "AnnotationMap",
     "Condition",
     "Conditions",
     "DnsLabel",
+    "HttpUrl",
     "LabelMap",
     "LabelValue",
     "ObjectName",
@@ -39,6 +41,7 @@ QUALIFIED_NAME = (
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
     r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 )
+HTTP_URL = r"^https?://[^\s/?#]+([/?#]\S*)?$"
 LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 QUALIFIED_NAME_MAX = 253 + 1 + 63
 _QUALIFIED_NAME_RE = re.compile(QUALIFIED_NAME)
@@ -47,6 +50,7 @@ DnsLabel = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern
 ObjectName = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
 SecretKey = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
 LabelValue = Annotated[str, StringConstraints(max_length=63, pattern=LABEL_VALUE)]
+HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=HTTP_URL)]
 
 MAX_MAP_ENTRIES = 64
 

@@ -13,7 +13,7 @@ Rules attach in two ways:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -22,7 +22,7 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
-__all__ = ["RULE_ERROR", "ApiModel", "ListMap", "ListSet", "Reason", "Rule"]
+__all__ = ["RULE_ERROR", "ApiModel", "ListMap", "ListSet", "Reason", "Rule", "belongs_to", "cel_list"]
 
 # The error type ``parse`` recognises to append a rule's ``field`` to the location pydantic reports.
 RULE_ERROR = "agentkube_rule"
@@ -30,8 +30,34 @@ RULE_ERROR = "agentkube_rule"
 Reason = Literal["FieldValueRequired", "FieldValueForbidden", "FieldValueInvalid", "FieldValueDuplicate"]
 
 
+class _SchemaAnnotation:
+    """``Annotated`` metadata that validates after the wrapped type and adds keywords to its schema.
+
+    Subclasses say what to ``check`` and how to ``extend`` the JSON schema; the CRD and ``parse`` then
+    both get the constraint from the one object.
+    """
+
+    def check(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def extend(self, json_schema: JsonSchemaValue) -> None:
+        raise NotImplementedError
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        self.extend(json_schema)
+        return json_schema
+
+
 @dataclass(frozen=True)
-class Rule:
+class Rule(_SchemaAnnotation):
     """A validation rule with a CEL form for the API server and a Python form for ``parse``.
 
     ``field`` is the CEL ``fieldPath`` relative to ``self`` (".endpoint"), so the API server and
@@ -58,22 +84,53 @@ class Rule:
             raise PydanticCustomError(RULE_ERROR, "{message}", {"message": self.message, "field": self.field})
         return value
 
-    # As ``Annotated`` metadata: validate after the wrapped type, and add the CEL rule to its schema.
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        json_schema = handler(schema)
+    def extend(self, json_schema: JsonSchemaValue) -> None:
         json_schema.setdefault("x-kubernetes-validations", []).append(self.to_schema())
-        return json_schema
+
+
+def cel_list(values: Iterable[str]) -> str:
+    """A CEL list literal of strings: ``['a', 'b']``."""
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
+def belongs_to(selector: str, value: str, field: str) -> tuple[Rule, Rule]:
+    """The pair of rules for a field required when ``selector`` is ``value`` and forbidden otherwise.
+
+    ``field`` is the Python name (``mcp_ref``); CEL, the field path and the messages use its wire name
+    (``mcpRef``): "kind mcpRef needs mcpRef", "mcpRef is only for kind mcpRef".
+    """
+    alias = to_camel(field)
+    return (
+        Rule(
+            cel=f"self.{selector} != '{value}' || has(self.{alias})",
+            holds=lambda m: getattr(m, selector) != value or getattr(m, field) is not None,
+            field=f".{alias}",
+            reason="FieldValueRequired",
+            message=f"{selector} {value} needs {alias}",
+        ),
+        Rule(
+            cel=f"self.{selector} == '{value}' || !has(self.{alias})",
+            holds=lambda m: getattr(m, selector) == value or getattr(m, field) is None,
+            field=f".{alias}",
+            reason="FieldValueForbidden",
+            message=f"{alias} is only for {selector} {value}",
+        ),
+    )
+
+
+def _reject_duplicates(keys: Iterable[Hashable], shown: Callable[[Any], str]) -> None:
+    """Fail at the index of the first key seen before, as the API server reports a duplicate."""
+    seen: set[Hashable] = set()
+    for i, key in enumerate(keys):
+        if key in seen:
+            raise PydanticCustomError(
+                RULE_ERROR, "{message}", {"message": f"Duplicate value: {shown(key)}", "field": f"[{i}]"}
+            )
+        seen.add(key)
 
 
 @dataclass(frozen=True)
-class ListMap:
+class ListMap(_SchemaAnnotation):
     """``Annotated`` metadata for a list whose entries are keyed by some of their fields.
 
     The schema gets ``x-kubernetes-list-type: map``: server-side apply merges entries by key (two
@@ -87,56 +144,27 @@ class ListMap:
         object.__setattr__(self, "keys", keys)
 
     def check(self, items: list[Any]) -> list[Any]:
-        seen: set[tuple[Any, ...]] = set()
-        for i, item in enumerate(items):
-            key = tuple(_by_alias(item, k) for k in self.keys)
-            if key in seen:
-                shown = ", ".join(f"{k}={v!r}" for k, v in zip(self.keys, key, strict=True))
-                raise PydanticCustomError(
-                    RULE_ERROR, "{message}", {"message": f"Duplicate value: {shown}", "field": f"[{i}]"}
-                )
-            seen.add(key)
+        _reject_duplicates(
+            (tuple(_by_alias(item, k) for k in self.keys) for item in items),
+            lambda key: ", ".join(f"{k}={v!r}" for k, v in zip(self.keys, key, strict=True)),
+        )
         return items
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        json_schema = handler(schema)
+    def extend(self, json_schema: JsonSchemaValue) -> None:
         json_schema["x-kubernetes-list-type"] = "map"
         json_schema["x-kubernetes-list-map-keys"] = list(self.keys)
-        return json_schema
 
 
 @dataclass(frozen=True)
-class ListSet:
+class ListSet(_SchemaAnnotation):
     """``Annotated`` metadata for a list of scalars that holds each value once (``listType: set``)."""
 
     def check(self, items: list[Any]) -> list[Any]:
-        seen: set[Any] = set()
-        for i, item in enumerate(items):
-            if item in seen:
-                raise PydanticCustomError(
-                    RULE_ERROR, "{message}", {"message": f"Duplicate value: {item!r}", "field": f"[{i}]"}
-                )
-            seen.add(item)
+        _reject_duplicates(items, repr)
         return items
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        json_schema = handler(schema)
+    def extend(self, json_schema: JsonSchemaValue) -> None:
         json_schema["x-kubernetes-list-type"] = "set"
-        return json_schema
 
 
 def _by_alias(item: BaseModel, alias: str) -> Any:

@@ -7,10 +7,18 @@ from typing import ClassVar
 from pydantic import Field
 
 from agentkube.api.core import ResourceRequirements, Tolerations
+from agentkube.api.kind import AGE_COLUMN, READY_COLUMN, URL_COLUMN, PrinterColumn
 from agentkube.api.meta import AnnotationMap, LabelMap, ObjectStatus
-from agentkube.api.model import ApiModel, Rule
+from agentkube.api.model import ApiModel, Rule, cel_list
 
-__all__ = ["DEFAULT_RESOURCES", "RESERVED_LABELS", "PodMetadata", "WorkloadSpec", "WorkloadStatus"]
+__all__ = [
+    "DEFAULT_RESOURCES",
+    "RESERVED_LABELS",
+    "WORKLOAD_COLUMNS",
+    "PodMetadata",
+    "WorkloadSpec",
+    "WorkloadStatus",
+]
 
 # What a container gets when spec.resources is omitted (documented on the field).
 DEFAULT_RESOURCES = ResourceRequirements(
@@ -41,10 +49,7 @@ class PodMetadata(ApiModel):
 
     rules: ClassVar[tuple[Rule, ...]] = (
         Rule(
-            cel="!has(self.labels) || !self.labels.exists(k, k in "
-            + "["
-            + ", ".join(f"'{label}'" for label in RESERVED_LABELS)
-            + "])",
+            cel=f"!has(self.labels) || !self.labels.exists(k, k in {cel_list(RESERVED_LABELS)})",
             holds=lambda m: not any(k in RESERVED_LABELS for k in m.labels),
             field=".labels",
             reason="FieldValueForbidden",
@@ -87,3 +92,12 @@ class WorkloadStatus(ObjectStatus):
     url: str | None = Field(None, max_length=2048, description="In-cluster URL clients connect to.")
     replicas: int | None = Field(None, ge=0, description="Pods of the current Deployment.")
     ready_replicas: int | None = Field(None, ge=0, description="Pods that pass their readiness probe.")
+
+
+# How ``kubectl get`` shows a workload kind; ready pods only with -o wide.
+WORKLOAD_COLUMNS = (
+    READY_COLUMN,
+    PrinterColumn("Replicas", "integer", ".status.readyReplicas", "Pods ready.", priority=1),
+    URL_COLUMN,
+    AGE_COLUMN,
+)

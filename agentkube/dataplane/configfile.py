@@ -20,22 +20,53 @@ What a caller may rely on:
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-__all__ = ["ConfigError", "ConfigModel", "dump", "load", "load_file"]
+__all__ = [
+    "API_VERSION",
+    "ConfigError",
+    "ConfigModel",
+    "EnvName",
+    "Listen",
+    "dump",
+    "load",
+    "load_file",
+    "require_unique",
+]
 
 ModelT = TypeVar("ModelT", bound="ConfigModel")
+
+# Every data-plane config is written in this version; each program's model fixes its own kind.
+API_VERSION: Final = "agentkube.io/v1alpha1"
+# The variable rule kubelets apply to container env names.
+ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+EnvName = Annotated[str, Field(pattern=ENV_NAME, max_length=253)]
 
 
 class ConfigModel(BaseModel):
     """Base of every data-plane config model."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class Listen(ConfigModel):
+    """Where the program serves its API and its probes (``/healthz``, ``/readyz``)."""
+
+    port: int = Field(ge=1, le=65535)
+
+
+def require_unique(names: Iterable[str], message: str) -> None:
+    """Raise ``ValueError("<message> <each name given twice>")`` for a model validator to report."""
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
+    if duplicates:
+        raise ValueError(f"{message} {', '.join(duplicates)}")
 
 
 class ConfigError(ValueError):

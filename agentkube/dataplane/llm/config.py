@@ -14,11 +14,21 @@ PATH`` reads it with ``load_llm_gateway_config``. What the program may rely on:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Final, Literal
+from typing import Final, Literal
 
 from pydantic import Field, model_validator
 
-from agentkube.dataplane.configfile import ConfigError, ConfigModel, dump, load, load_file
+from agentkube.dataplane.configfile import (
+    API_VERSION,
+    ConfigError,
+    ConfigModel,
+    EnvName,
+    Listen,
+    dump,
+    load,
+    load_file,
+    require_unique,
+)
 
 __all__ = [
     "API_VERSION",
@@ -39,17 +49,8 @@ __all__ = [
     "load_llm_gateway_config_file",
 ]
 
-API_VERSION: Final = "agentkube.io/v1alpha1"
 KIND: Final = "LLMGatewayConfig"
-ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
-EnvName = Annotated[str, Field(pattern=ENV_NAME, max_length=253)]
 Provider = Literal["openai", "anthropic", "bedrock", "vertex", "azure-openai", "ollama", "vllm"]
-
-
-class Listen(ConfigModel):
-    """Where the gateway serves the model APIs and its probes (``/healthz``, ``/readyz``)."""
-
-    port: int = Field(ge=1, le=65535)
 
 
 class Upstream(ConfigModel):
@@ -133,9 +134,7 @@ class LLMGatewayConfig(ConfigModel):
     @model_validator(mode="after")
     def _consistent(self) -> LLMGatewayConfig:
         names = [u.name for u in self.upstreams]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"upstreams: duplicate name(s) {', '.join(duplicates)}")
+        require_unique(names, "upstreams: duplicate name(s)")
         for i, mapping in enumerate(self.routing.model_map):
             if mapping.upstream not in names:
                 raise ValueError(f"routing.modelMap[{i}].upstream: no upstream named {mapping.upstream!r}")

@@ -20,7 +20,17 @@ from typing import Annotated, Final, Literal
 
 from pydantic import Field, model_validator
 
-from agentkube.dataplane.configfile import ConfigError, ConfigModel, dump, load, load_file
+from agentkube.dataplane.configfile import (
+    API_VERSION,
+    ConfigError,
+    ConfigModel,
+    EnvName,
+    Listen,
+    dump,
+    load,
+    load_file,
+    require_unique,
+)
 
 __all__ = [
     "API_VERSION",
@@ -39,17 +49,7 @@ __all__ = [
     "load_mcp_proxy_config_file",
 ]
 
-API_VERSION: Final = "agentkube.io/v1alpha1"
 KIND: Final = "MCPProxyConfig"
-# The variable rule kubelets apply to container env names.
-ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
-EnvName = Annotated[str, Field(pattern=ENV_NAME, max_length=253)]
-
-
-class Listen(ConfigModel):
-    """Where the proxy serves MCP (``/``) and its probes (``/healthz``, ``/readyz``)."""
-
-    port: int = Field(ge=1, le=65535)
 
 
 class ToolFilter(ConfigModel):
@@ -121,10 +121,7 @@ class StdioUpstream(ConfigModel):
 
     @model_validator(mode="after")
     def _unique_env(self) -> StdioUpstream:
-        names = [v.name for v in self.env]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"env: duplicate variable(s) {', '.join(duplicates)}")
+        require_unique((v.name for v in self.env), "env: duplicate variable(s)")
         return self
 
 
@@ -142,10 +139,7 @@ class MCPProxyConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _unique_upstreams(self) -> MCPProxyConfig:
-        names = [u.name for u in self.upstreams]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"upstreams: duplicate name(s) {', '.join(duplicates)}")
+        require_unique((u.name for u in self.upstreams), "upstreams: duplicate name(s)")
         return self
 
 
