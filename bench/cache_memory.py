@@ -21,7 +21,7 @@ import gc
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -168,11 +168,17 @@ async def run(plane: ControlPlane, n: int) -> None:
     )
 
 
-def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_N
+def run_on_control_plane(run: Callable[[ControlPlane, int], Awaitable[None]], default_n: int) -> None:
+    """Start a control plane with the ``bench`` namespace and run ``run(plane, n)`` on it; ``n`` is the
+    first command-line argument, else ``default_n``. The ConfigMap benchmarks' ``main``."""
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else default_n
     with ControlPlane() as plane:
         plane.create_namespace(NAMESPACE)
         asyncio.run(run(plane, n))
+
+
+def main() -> None:
+    run_on_control_plane(run, DEFAULT_N)
 
 
 if __name__ == "__main__":

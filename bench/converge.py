@@ -42,13 +42,12 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from agentkube.controllers.kinds import MCP
 from agentkube.runtime.client import Client
-from agentkube.runtime.gvk import GVK
 from agentkube.runtime.informer import Event, Informer
 from agentkube.testing import ControlPlane
 
 ROOT = Path(__file__).resolve().parent.parent
-MCP = GVK("agentkube.io", "v1alpha1", "MCP")
 NAMESPACE = "bench"
 IN_FLIGHT = 32
 SYNC_PERIOD = 30.0

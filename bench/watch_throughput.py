@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 
 import orjson
@@ -32,7 +31,7 @@ from agentkube.runtime.informer import Event, Informer
 from agentkube.runtime.reflector import Reflector
 from agentkube.runtime.store import Store
 from agentkube.testing import ControlPlane
-from bench.cache_memory import NAMESPACE, create_configmaps
+from bench.cache_memory import NAMESPACE, create_configmaps, run_on_control_plane
 
 CM = GVK("", "v1", "ConfigMap")
 DEFAULT_N = 20_000
@@ -85,6 +84,7 @@ def _offline(lines: list[bytes]) -> tuple[float, float]:
 
 async def run(plane: ControlPlane, n: int) -> None:
     assert plane.kubeconfig is not None
+    print(f"this process: {_pin_to_one_cpu()}")
     async with await Client.from_kubeconfig(str(plane.kubeconfig)) as client:
         live = Informer(client, CM, namespace=NAMESPACE)
         first_last: list[float] = []
@@ -128,11 +128,7 @@ async def run(plane: ControlPlane, n: int) -> None:
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_N
-    with ControlPlane() as plane:
-        plane.create_namespace(NAMESPACE)
-        print(f"this process: {_pin_to_one_cpu()}")
-        asyncio.run(run(plane, n))
+    run_on_control_plane(run, DEFAULT_N)
 
 
 if __name__ == "__main__":

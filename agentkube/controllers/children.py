@@ -33,11 +33,7 @@ from agentkube.runtime.gvk import GVK, ObjectKey
 from agentkube.runtime.store import INDEX_OWNER_UID
 
 __all__ = [
-    "CONFIG_MAP",
-    "DEPLOYMENT",
     "DESIRED_HASH_ANNOTATION",
-    "POD_DISRUPTION_BUDGET",
-    "SERVICE",
     "ChildChanges",
     "ChildConflict",
     "Children",
@@ -51,10 +47,6 @@ __all__ = [
     "standard_labels",
 ]
 
-CONFIG_MAP = GVK("", "v1", "ConfigMap")
-SERVICE = GVK("", "v1", "Service")
-DEPLOYMENT = GVK("apps", "v1", "Deployment")
-POD_DISRUPTION_BUDGET = GVK("policy", "v1", "PodDisruptionBudget")
 
 DESIRED_HASH_ANNOTATION = "agentkube.io/desired-hash"
 

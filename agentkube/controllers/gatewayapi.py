@@ -24,16 +24,12 @@ What a caller may rely on:
   their namespace and name. At most ``MAX_MCP_TARGETS`` targets go into one backend (agentgateway's
   limit); the ones left out are returned so the caller can say so.
 - ``decide_class``: see its docstring; a caller that cannot read the classes raises instead.
-- ``merge_conditions``/``status_current`` handle condition types beyond ``status.CONDITION_TYPES``
-  and fields that come and go, which ``status.StatusWriter`` alone does not (it is only called when
-  ``status_current`` says the status changed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +38,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from agentkube.api.toolgateway import DEFAULT_CLASS_ANNOTATION
 from agentkube.controllers.children import Children
-from agentkube.runtime.conditions import set_status_condition
+from agentkube.controllers.kinds import (
+    AGENTGATEWAY_BACKEND,
+    AGENTGATEWAY_PARAMETERS,
+    CUSTOM_RESOURCE_DEFINITION,
+    GATEWAY,
+    HTTP_ROUTE,
+)
 from agentkube.runtime.gvk import GVK, ObjectKey
 from agentkube.runtime.handler import EnqueueRequestForOwner
 
@@ -50,15 +52,11 @@ if TYPE_CHECKING:
     from agentkube.runtime.controller import Controller
     from agentkube.runtime.informer import Informer
     from agentkube.runtime.manager import Manager
+    from agentkube.runtime.reconcile import Request
 
 __all__ = [
-    "AGENTGATEWAY_BACKEND",
     "AGENTGATEWAY_CRDS",
-    "AGENTGATEWAY_PARAMETERS",
-    "CUSTOM_RESOURCE_DEFINITION",
-    "GATEWAY",
     "GATEWAY_API_CRDS",
-    "HTTP_ROUTE",
     "LISTENER_NAME",
     "MAX_MCP_TARGETS",
     "TOOLSERVER_NAMESPACE_LABEL",
@@ -80,23 +78,16 @@ __all__ = [
     "index_tool_gateways",
     "index_tool_servers",
     "mcp_backend",
-    "merge_conditions",
     "missing_crds",
     "multiplex_name",
     "multiplex_path",
     "multiplex_targets",
     "server_host",
     "server_route_path",
-    "status_current",
     "tool_gateway_key",
     "trim_crd",
 ]
 
-GATEWAY = GVK("gateway.networking.k8s.io", "v1", "Gateway")
-HTTP_ROUTE = GVK("gateway.networking.k8s.io", "v1", "HTTPRoute")
-AGENTGATEWAY_PARAMETERS = GVK("agentgateway.dev", "v1alpha1", "AgentgatewayParameters")
-AGENTGATEWAY_BACKEND = GVK("agentgateway.dev", "v1alpha1", "AgentgatewayBackend")
-CUSTOM_RESOURCE_DEFINITION = GVK("apiextensions.k8s.io", "v1", "CustomResourceDefinition")
 
 LISTENER_NAME = "http"
 LISTENER_PORT = 80
@@ -551,43 +542,6 @@ def _add_index(cache: Any, gvk: GVK, name: str, fn: Callable[[dict[str, Any]], l
         cache.add_indexer(gvk, name, fn)
 
 
-def merge_conditions(
-    live: Mapping[str, Any], new: Sequence[Mapping[str, Any]], types: Iterable[str]
-) -> list[dict[str, Any]]:
-    """Our conditions after setting ``new`` over what ``live`` shows.
-
-    Of the ``types`` this controller writes, those in ``new`` are set (``lastTransitionTime`` moves
-    only with ``status``) and the others are dropped, so a condition that no longer applies (the
-    OpenTelemetry one once the variables are gone) disappears with our next status apply.
-    Conditions of other types belong to other writers and are left out of what we apply.
-    """
-    wanted = {c["type"] for c in new}
-    ours = [
-        copy.deepcopy(c)
-        for c in (live.get("status") or {}).get("conditions") or ()
-        if c.get("type") in wanted and c.get("type") in set(types)
-    ]
-    for condition in new:
-        set_status_condition(ours, condition)
-    return ours
-
-
-def status_current(
-    live: Mapping[str, Any], status: Mapping[str, Any], fields: Iterable[str], types: Iterable[str]
-) -> bool:
-    """Whether ``live`` already shows ``status``: every field of ``fields`` we own (absent in
-    ``status`` means it must be absent live) and, of the conditions, those of ``types``."""
-    shown = live.get("status") or {}
-    for name in fields:
-        have, want = shown.get(name), status.get(name)
-        if name == "conditions":
-            have = [c for c in have or () if c.get("type") in set(types)]
-            want = want or []
-        if have != want:
-            return False
-    return True
-
-
 # ------------------------------------------------------------------------------------ CrdGate
 
 
@@ -595,7 +549,8 @@ class CrdGate:
     """Children of kinds whose CRDs may be missing, managed from the moment all their CRDs are served.
 
     Construct it in ``setup`` (before the manager runs): it caches CustomResourceDefinitions, cut down
-    by ``trim_crd``, in ``crds``, whose events the caller maps to its primaries. In ``reconcile``,
+    by ``trim_crd``, in ``crds``; ``register`` declares their watch on the controller, with the
+    caller's mapping to its primaries. In ``reconcile``,
     ``missing()`` says which required CRDs are not served now, and ``await children()`` returns the
     ``Children`` of the gated kinds once all are served: on first need it starts their informers,
     attaches them to the controller as owned kinds (a child's events enqueue its owner) and waits
@@ -628,6 +583,15 @@ class CrdGate:
     def watches(self, crd: Mapping[str, Any]) -> bool:
         """Whether ``crd`` (a CustomResourceDefinition) is one of the required ones."""
         return (crd.get("metadata") or {}).get("name") in {r.name for r in self.required}
+
+    def register(self, builder: Any, map_to: Callable[[dict[str, Any]], list[Request]]) -> Any:
+        """Declare the CRD watch on a controller ``Builder``: an event of a required CRD enqueues
+        ``map_to(crd)`` (the primaries that wait for it); the others are ignored."""
+
+        def required(crd: dict[str, Any]) -> list[Request]:
+            return map_to(crd) if self.watches(crd) else []
+
+        return builder.watches(CUSTOM_RESOURCE_DEFINITION, map_to=required, transform=trim_crd)
 
     def missing(self) -> list[MissingCrd]:
         """The required CRDs the cluster does not serve now, in order."""

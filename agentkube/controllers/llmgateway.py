@@ -21,9 +21,9 @@ from typing import Any
 
 from agentkube.api.llmgateway import LLM_GATEWAY_KIND, LLMGatewaySpec, LlmUpstream
 from agentkube.controllers import OperatorOptions
-from agentkube.controllers import secrets as secret_refs
-from agentkube.controllers.secrets import SECRET, SecretReferences
-from agentkube.controllers.workload import MAX_CONCURRENT_RECONCILES, Plan, Workload, WorkloadReconciler
+from agentkube.controllers.kinds import LLM_GATEWAY
+from agentkube.controllers.secrets import SecretReferences
+from agentkube.controllers.workload import Plan, Workload, WorkloadReconciler
 from agentkube.dataplane.configfile import dump
 from agentkube.dataplane.llm.config import (
     Caching,
@@ -37,13 +37,9 @@ from agentkube.dataplane.llm.config import (
     Routing,
     Upstream,
 )
-from agentkube.runtime.gvk import GVK
-from agentkube.runtime.predicate import GenerationChanged
-from agentkube.runtime.reconcile import Request
 
 __all__ = [
     "INDEX_SECRETS",
-    "LLM_GATEWAY",
     "PROGRAM",
     "api_keys_secret",
     "container_env",
@@ -55,7 +51,6 @@ __all__ = [
     "workload",
 ]
 
-LLM_GATEWAY = GVK(LLM_GATEWAY_KIND.group, LLM_GATEWAY_KIND.version, LLM_GATEWAY_KIND.kind)
 PROGRAM = "llm-gateway"
 INDEX_SECRETS = "agentkube.io/llmgateway-secrets"
 
@@ -248,24 +243,12 @@ def plan(cache: Any, image: str, obj: dict[str, Any], spec: LLMGatewaySpec) -> P
 def setup(manager: Any, options: OperatorOptions) -> None:
     """Register the LLMGateway controller with ``manager``."""
     cache = manager.cache
-    secret_refs.informer(cache)
     cache.add_indexer(LLM_GATEWAY, INDEX_SECRETS, index_secrets)
-
-    def gateways_using(secret: dict[str, Any]) -> list[Request]:
-        meta = secret["metadata"]
-        value = f"{meta.get('namespace') or ''}/{meta['name']}"
-        return [Request.of(o) for o in cache.list(LLM_GATEWAY, index=(INDEX_SECRETS, value))]
-
     reconciler = WorkloadReconciler(
         manager,
         name="llmgateway",
         kind=LLM_GATEWAY_KIND,
         plan=functools.partial(plan, cache, options.dataplane_image),
+        status_fields=("models",),
     )
-    builder = manager.controller("llmgateway").for_kind(LLM_GATEWAY, predicates=[GenerationChanged()])
-    builder = reconciler.children.register(builder)
-    (
-        builder.watches(SECRET, map_to=gateways_using)
-        .with_options(max_concurrent_reconciles=MAX_CONCURRENT_RECONCILES)
-        .complete(reconciler)
-    )
+    reconciler.controller(manager, secrets_index=INDEX_SECRETS).complete(reconciler)

@@ -27,14 +27,14 @@ from typing import Any
 
 from agentkube.api.mcp import MCP_KIND, MCPSpec, McpUpstream
 from agentkube.controllers import OperatorOptions
-from agentkube.controllers import secrets as secret_refs
-from agentkube.controllers.secrets import SECRET, SecretReferences
+from agentkube.controllers.kinds import MCP
+from agentkube.controllers.secrets import SecretReferences
 from agentkube.controllers.status import Problem
 from agentkube.controllers.workload import (
-    MAX_CONCURRENT_RECONCILES,
     Plan,
     Workload,
     WorkloadReconciler,
+    referencing,
     service_url,
 )
 from agentkube.dataplane.configfile import dump
@@ -48,14 +48,10 @@ from agentkube.dataplane.mcp.config import (
     ToolFilter,
 )
 from agentkube.runtime.cache import NotCached
-from agentkube.runtime.gvk import GVK
-from agentkube.runtime.predicate import GenerationChanged
-from agentkube.runtime.reconcile import Request
 
 __all__ = [
     "INDEX_MCP_REFS",
     "INDEX_SECRETS",
-    "MCP",
     "PROGRAM",
     "container_env",
     "index_mcp_refs",
@@ -66,7 +62,6 @@ __all__ = [
     "workload",
 ]
 
-MCP = GVK(MCP_KIND.group, MCP_KIND.version, MCP_KIND.kind)
 PROGRAM = "mcp-proxy"
 INDEX_SECRETS = "agentkube.io/mcp-secrets"
 INDEX_MCP_REFS = "agentkube.io/mcp-refs"
@@ -317,26 +312,13 @@ def plan(cache: Any, image: str, obj: dict[str, Any], spec: MCPSpec) -> Plan:
 def setup(manager: Any, options: OperatorOptions) -> None:
     """Register the MCP controller with ``manager``."""
     cache = manager.cache
-    secret_refs.informer(cache)
     cache.add_indexer(MCP, INDEX_SECRETS, index_secrets)
     cache.add_indexer(MCP, INDEX_MCP_REFS, index_mcp_refs)
-
-    def referencing(index: str) -> Any:
-        def map_to(obj: dict[str, Any]) -> list[Request]:
-            meta = obj["metadata"]
-            value = f"{meta.get('namespace') or ''}/{meta['name']}"
-            return [Request.of(o) for o in cache.list(MCP, index=(index, value))]
-
-        return map_to
-
     reconciler = WorkloadReconciler(
         manager, name="mcp", kind=MCP_KIND, plan=functools.partial(plan, cache, options.dataplane_image)
     )
-    builder = manager.controller("mcp").for_kind(MCP, predicates=[GenerationChanged()])
-    builder = reconciler.children.register(builder)
     (
-        builder.watches(SECRET, map_to=referencing(INDEX_SECRETS))
-        .watches(MCP, map_to=referencing(INDEX_MCP_REFS))
-        .with_options(max_concurrent_reconciles=MAX_CONCURRENT_RECONCILES)
+        reconciler.controller(manager, secrets_index=INDEX_SECRETS)
+        .watches(MCP, map_to=referencing(cache, MCP, INDEX_MCP_REFS))
         .complete(reconciler)
     )

@@ -10,9 +10,10 @@ computed from digests.
 
 What a caller may rely on:
 
-- ``informer(cache)`` returns the one Secret informer, created with ``digest_secret`` as its
-  transform. Every controller that reads or watches Secrets calls it before ``builder.watches(SECRET,
-  ...)``, so the informer exists with the transform whoever registers first.
+- ``digest_secret`` is the transform of the Secret watch, passed where the watch is declared
+  (``builder.watches(SECRET, ..., transform=digest_secret)``; the workload kinds declare it in
+  ``WorkloadReconciler.controller``). The cache stores a kind one way only: a declaration with another
+  transform fails when its controller is completed, so values cannot reach the cache by omission.
 - A cached Secret has ``metadata`` (name, namespace, uid, resourceVersion, labels), ``type`` and
   ``digests`` (key -> ``sha256:<hex>``); no ``data``, no ``stringData``, no annotations.
 - ``SecretReferences`` checks an object's references against the cache and collects, for each key,
@@ -27,12 +28,11 @@ import binascii
 import hashlib
 from typing import Any
 
+from agentkube.controllers.kinds import SECRET
 from agentkube.controllers.status import Problem
-from agentkube.runtime.gvk import GVK
 
-__all__ = ["SECRET", "SecretReferences", "digest_secret", "informer"]
+__all__ = ["SecretReferences", "digest_secret"]
 
-SECRET = GVK("", "v1", "Secret")
 
 _KEPT_METADATA = (
     "name",
@@ -64,11 +64,6 @@ def digest_secret(obj: dict[str, Any]) -> dict[str, Any]:
         "type": obj.get("type", "Opaque"),
         "digests": {key: _digest(value) for key, value in (obj.get("data") or {}).items()},
     }
-
-
-def informer(cache: Any) -> Any:
-    """The cache's Secret informer, storing ``digest_secret`` copies."""
-    return cache.informer(SECRET, transform=digest_secret)
 
 
 class SecretReferences:

@@ -9,7 +9,8 @@ Conditions have positive polarity (True is good) and CamelCase reasons that say 
 - ``Ready``: both of the above; when not, the reason and message of the first that is not True.
 
 Each carries ``observedGeneration``, and ``lastTransitionTime`` moves only when ``status`` does
-(``agentkube.runtime.conditions``). ``StatusWriter.apply`` writes through the status subresource with
+(``agentkube.runtime.conditions``). ``StatusWriter`` is how every controller writes status: it knows
+the fields and condition types the controller owns, writes through the status subresource with
 server-side apply, and only when what we computed differs from what the object shows.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,19 +26,22 @@ from typing import Any
 import orjson
 
 from agentkube.controllers import FIELD_MANAGER
-from agentkube.controllers.children import resource_version_number
+from agentkube.controllers.children import ChildConflict, resource_version_number
 from agentkube.runtime.conditions import find_status_condition, set_status_condition
+from agentkube.runtime.errors import Invalid
 from agentkube.runtime.gvk import GVK, ObjectKey
 
 __all__ = [
     "ACCEPTED",
     "AVAILABLE",
+    "CHILD_ERRORS",
     "CONDITION_TYPES",
     "READY",
     "Problem",
     "StatusWriter",
     "accepted_condition",
     "available_condition",
+    "child_problem",
     "merge_conditions",
     "ready_condition",
 ]
@@ -57,6 +61,18 @@ class Problem:
 
     reason: str
     message: str
+
+
+CHILD_ERRORS = (ChildConflict, Invalid)
+"""Failures of ``Children.apply`` a user can fix, which ``child_problem`` turns into a ``Problem``."""
+
+
+def child_problem(label: str, error: ChildConflict | Invalid) -> Problem:
+    """The problem of a child that could not be applied: its name is taken by an object we do not
+    control (``ChildConflict``), or the API server rejected it (``ChildRejected``)."""
+    if isinstance(error, ChildConflict):
+        return Problem("ChildConflict", f"{label}: {error}")
+    return Problem("ChildRejected", f"{label}: the API server rejected a child: {error}")
 
 
 def _message(text: str) -> str:
@@ -140,30 +156,27 @@ def ready_condition(
 
 
 def merge_conditions(
-    live: Mapping[str, Any], new: Sequence[Mapping[str, Any]], *, now: datetime | None = None
+    live: Mapping[str, Any],
+    new: Sequence[Mapping[str, Any]],
+    types: Iterable[str] = CONDITION_TYPES,
+    *,
+    now: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Our conditions after setting ``new`` over those ``live`` (the cached object) shows.
 
-    Only the types in ``CONDITION_TYPES`` are kept: conditions of other writers are theirs to apply.
+    Of the ``types`` a controller writes, those in ``new`` are set (``lastTransitionTime`` moves only
+    with ``status``) and the others are dropped, so a condition that no longer applies disappears
+    with the next status apply. Conditions of other types belong to other writers and are left out.
     """
+    wanted = {c["type"] for c in new} & set(types)
     ours = [
         copy.deepcopy(c)
         for c in (live.get("status") or {}).get("conditions") or ()
-        if c.get("type") in CONDITION_TYPES
+        if c.get("type") in wanted
     ]
     for condition in new:
         set_status_condition(ours, condition, now=now)
     return ours
-
-
-def _matches(live: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
-    for field, value in status.items():
-        have = live.get(field)
-        if field == "conditions":
-            have = [c for c in have or () if c.get("type") in CONDITION_TYPES]
-        if have != value:
-            return False
-    return True
 
 
 def _digest(status: Mapping[str, Any]) -> str:
@@ -187,14 +200,33 @@ class _Written:
 class StatusWriter:
     """Writes the status of objects of one kind, and only when it changed.
 
-    The status we write is whole (every field we own, always present), so comparing it with the
-    cached object's status decides. The cache may lag our own last write; we remember what we wrote
-    and the resourceVersion it produced, and do not write the same status again over a copy older
-    than that.
+    A controller declares what of the status is its own: ``fields`` (top-level status fields) and
+    ``condition_types``. The status passed to ``apply`` is whole: an owned field it leaves out is one
+    the controller no longer sets, and goes (server-side apply on the status subresource removes the
+    fields a manager owned and no longer applies); a declared condition type it leaves out goes too.
+    Fields and conditions of other writers are neither compared nor applied.
+
+    ``apply`` compares the owned part with the cached object's status and writes only on a
+    difference, so a controller at rest writes nothing. The cache may lag our own last write; we
+    remember what we wrote and the resourceVersion it produced, and do not write the same status
+    again over a copy older than that.
     """
 
-    def __init__(self, client: Any, *, field_manager: str = FIELD_MANAGER) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        fields: Iterable[str],
+        condition_types: Iterable[str] = CONDITION_TYPES,
+        field_manager: str = FIELD_MANAGER,
+    ) -> None:
+        """
+        fields: the status fields this controller owns, ``conditions`` among them if it has any.
+        condition_types: the condition types it writes (default: ``Accepted``, ``Available``, ``Ready``).
+        """
         self._client = client
+        self.fields = tuple(fields)
+        self.condition_types = tuple(condition_types)
         self._field_manager = field_manager
         self._written: dict[tuple[GVK, ObjectKey], _Written] = {}
 
@@ -202,13 +234,38 @@ class StatusWriter:
         """Drop what we remember about an object (call it when the object is gone)."""
         self._written.pop((gvk, key), None)
 
-    async def apply(self, obj: dict[str, Any], status: dict[str, Any]) -> bool:
-        """Apply ``status`` to ``obj`` (the cached object) unless it already shows it; True if written."""
+    def _desired(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = set(status) - set(self.fields)
+        if unknown:
+            raise ValueError(f"status fields {sorted(unknown)} are not among the owned {list(self.fields)}")
+        desired = dict(status)
+        if "conditions" in desired:
+            desired["conditions"] = merge_conditions(obj, desired["conditions"], self.condition_types)
+        return desired
+
+    def _shows(self, obj: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+        live = obj.get("status") or {}
+        for name in self.fields:
+            have, want = live.get(name), desired.get(name)
+            if name == "conditions":
+                have = [c for c in have or () if c.get("type") in self.condition_types] or None
+                want = want or None
+            if have != want:
+                return False
+        return True
+
+    async def apply(self, obj: dict[str, Any], status: Mapping[str, Any]) -> bool:
+        """Apply ``status`` to ``obj`` (the cached object) unless it already shows it; True if written.
+
+        ``status["conditions"]`` are the conditions as computed now; their ``lastTransitionTime``
+        is taken from ``obj`` where the status did not change.
+        """
         gvk = GVK.from_object(obj)
         key = ObjectKey.of(obj)
-        if _matches(obj.get("status") or {}, status):
+        desired = self._desired(obj, status)
+        if self._shows(obj, desired):
             return False
-        digest = _digest(status)
+        digest = _digest(desired)
         written = self._written.get((gvk, key))
         live_rv = resource_version_number(obj)
         if (
@@ -225,7 +282,7 @@ class StatusWriter:
             "kind": obj["kind"],
             # The uid makes the write a precondition on this very object, not a newer namesake.
             "metadata": {"name": meta["name"], "namespace": meta.get("namespace"), "uid": meta["uid"]},
-            "status": status,
+            "status": desired,
         }
         if not body["metadata"]["namespace"]:
             del body["metadata"]["namespace"]

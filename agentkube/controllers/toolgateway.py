@@ -40,16 +40,13 @@ from typing import TYPE_CHECKING, Any
 
 from agentkube.api.kind import InvalidSpec
 from agentkube.api.toolgateway import (
-    TOOL_GATEWAY_CLASS_KIND,
     TOOL_GATEWAY_KIND,
     TOOL_SERVER_KIND,
     ToolGatewaySpec,
 )
-from agentkube.controllers import FIELD_MANAGER
-from agentkube.controllers.children import ChildConflict, child_metadata, controller_of
+from agentkube.controllers.children import child_metadata, controller_of
 from agentkube.controllers.gatewayapi import (
     AGENTGATEWAY_CRDS,
-    GATEWAY,
     GATEWAY_API_CRDS,
     TOOL_GATEWAY_CLASS_INDEX,
     TOOL_GATEWAY_INDEX,
@@ -64,18 +61,21 @@ from agentkube.controllers.gatewayapi import (
     index_tool_gateways,
     index_tool_servers,
     mcp_backend,
-    merge_conditions,
     multiplex_name,
     multiplex_path,
     multiplex_targets,
-    status_current,
     tool_gateway_key,
 )
+from agentkube.controllers.kinds import GATEWAY, TOOL_GATEWAY, TOOL_GATEWAY_CLASS, TOOL_SERVER
 from agentkube.controllers.otel import OtelTranslation, translate
-from agentkube.controllers.status import Problem, StatusWriter, accepted_condition
+from agentkube.controllers.status import (
+    CHILD_ERRORS,
+    Problem,
+    StatusWriter,
+    accepted_condition,
+    child_problem,
+)
 from agentkube.runtime.conditions import find_status_condition
-from agentkube.runtime.errors import Invalid
-from agentkube.runtime.gvk import GVK
 from agentkube.runtime.reconcile import Request, Result
 
 if TYPE_CHECKING:
@@ -95,9 +95,6 @@ __all__ = [
     "setup",
 ]
 
-TOOL_GATEWAY = GVK.of(TOOL_GATEWAY_KIND.api_version, TOOL_GATEWAY_KIND.kind)
-TOOL_GATEWAY_CLASS = GVK.of(TOOL_GATEWAY_CLASS_KIND.api_version, TOOL_GATEWAY_CLASS_KIND.kind)
-TOOL_SERVER = GVK.of(TOOL_SERVER_KIND.api_version, TOOL_SERVER_KIND.kind)
 
 APP = "tool-gateway"
 """``app.kubernetes.io/name`` of every child."""
@@ -105,7 +102,6 @@ PROGRAMMED = "Programmed"
 ROUTED = "ToolServersRouted"
 TELEMETRY = "OpenTelemetryTranslated"
 CONDITION_TYPES = ("Accepted", PROGRAMMED, "Ready", ROUTED, TELEMETRY)
-_STATUS_FIELDS = ("observedGeneration", "url", "conditions")
 # The Gateway is cached in full (its status feeds Programmed); the others metadata-only.
 GATED = {
     GATEWAY_API_CRDS[0]: False,
@@ -312,7 +308,11 @@ class ToolGatewayReconciler:
         self._client = manager.client
         self._options = options
         self.gate = gate
-        self.status = StatusWriter(manager.client)
+        self.status = StatusWriter(
+            manager.client,
+            fields=("observedGeneration", "url", "conditions"),
+            condition_types=CONDITION_TYPES,
+        )
 
     def classes(self) -> list[dict[str, Any]]:
         """Every ToolGatewayClass. Raises when they cannot be read: "cannot tell" is never "not ours"."""
@@ -357,12 +357,8 @@ class ToolGatewayReconciler:
                 if children is not None:
                     try:
                         await children.apply(obj, desired.children)
-                    except ChildConflict as e:
-                        problems.append(Problem("ChildConflict", f"{label}: {e}"))
-                    except Invalid as e:
-                        problems.append(
-                            Problem("ChildRejected", f"{label}: the API server rejected a child: {e}")
-                        )
+                    except CHILD_ERRORS as e:
+                        problems.append(child_problem(label, e))
 
         gateway_obj = None
         started = self.gate.started
@@ -374,10 +370,9 @@ class ToolGatewayReconciler:
         status = {
             "observedGeneration": generation,
             "url": gateway_url(meta["name"], meta["namespace"]),
-            "conditions": merge_conditions(obj, conditions, CONDITION_TYPES),
+            "conditions": conditions,
         }
-        if not status_current(obj, status, _STATUS_FIELDS, CONDITION_TYPES):
-            await self.status.apply(obj, status)
+        await self.status.apply(obj, status)
         return None
 
     async def _let_go(self, obj: dict[str, Any]) -> None:
@@ -389,22 +384,10 @@ class ToolGatewayReconciler:
         children = await self.gate.children()
         if children is None or not any(children.owned_by(gvk, obj) for gvk in children.owned):
             return
-        meta = obj["metadata"]
-        # Applying a status without our fields removes every status field only we set (SSA drops what
-        # a manager no longer applies). Not an empty one: with nothing left, status would become null,
-        # which the schema (an object) rejects; observedGeneration stays as the one field we keep.
-        await self._client.apply(
-            {
-                "apiVersion": obj["apiVersion"],
-                "kind": obj["kind"],
-                "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
-                "status": {"observedGeneration": int(meta.get("generation") or 0)},
-            },
-            field_manager=FIELD_MANAGER,
-            force=True,
-            subresource="status",
-        )
-        self.status.forget(TOOL_GATEWAY, Request.of(obj).key)
+        # Our status without url and conditions releases them (server-side apply drops what a manager
+        # no longer applies). Not an empty one: with nothing left, status would become null, which the
+        # schema (an object) rejects; observedGeneration stays as the one field we keep.
+        await self.status.apply(obj, {"observedGeneration": int(obj["metadata"].get("generation") or 0)})
         await children.apply(obj, [])
 
 
@@ -428,15 +411,14 @@ def setup(manager: Manager, options: OperatorOptions) -> None:
         namespace, _, name = key.partition("/")
         return [Request(namespace, name)]
 
-    def every_gateway(crd: dict[str, Any]) -> list[Request]:
-        return [Request.of(g) for g in cache.list(TOOL_GATEWAY)] if gate.watches(crd) else []
+    def every_gateway(_: dict[str, Any]) -> list[Request]:
+        return [Request.of(g) for g in cache.list(TOOL_GATEWAY)]
 
-    controller = (
+    builder = (
         manager.controller("toolgateway")
         .for_kind(TOOL_GATEWAY)
         .watches(TOOL_GATEWAY_CLASS, map_to=gateways_of_class)
         .watches(TOOL_SERVER, map_to=gateway_of_server)
-        .watches(gate.crds.gvk, map_to=every_gateway)
-        .complete(ToolGatewayReconciler(manager, options, gate))
     )
+    controller = gate.register(builder, every_gateway).complete(ToolGatewayReconciler(manager, options, gate))
     gate.bind(controller)

@@ -19,23 +19,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from agentkube.api.toolgateway import DEFAULT_CLASS_ANNOTATION, TOOL_GATEWAY_CLASS_KIND
-from agentkube.controllers.gatewayapi import default_classes, merge_conditions, status_current
+from agentkube.api.toolgateway import DEFAULT_CLASS_ANNOTATION
+from agentkube.controllers.gatewayapi import default_classes
+from agentkube.controllers.kinds import TOOL_GATEWAY_CLASS
 from agentkube.controllers.status import StatusWriter
-from agentkube.runtime.gvk import GVK
 from agentkube.runtime.reconcile import Request, Result
 
 if TYPE_CHECKING:
     from agentkube.controllers import OperatorOptions
     from agentkube.runtime.manager import Manager
 
-__all__ = ["CONDITION_TYPES", "TOOL_GATEWAY_CLASS", "ToolGatewayClassReconciler", "class_conditions", "setup"]
+__all__ = ["CONDITION_TYPES", "ToolGatewayClassReconciler", "class_conditions", "setup"]
 
-TOOL_GATEWAY_CLASS = GVK(
-    TOOL_GATEWAY_CLASS_KIND.group, TOOL_GATEWAY_CLASS_KIND.version, TOOL_GATEWAY_CLASS_KIND.kind
-)
 CONDITION_TYPES = ("Accepted", "Default")
-_STATUS_FIELDS = ("observedGeneration", "conditions")
 
 
 def _name(obj: Mapping[str, Any]) -> str:
@@ -97,7 +93,9 @@ class ToolGatewayClassReconciler:
     def __init__(self, manager: Manager, options: OperatorOptions) -> None:
         self._cache = manager.cache
         self._controller = options.tool_gateway_controller
-        self.status = StatusWriter(manager.client)
+        self.status = StatusWriter(
+            manager.client, fields=("observedGeneration", "conditions"), condition_types=CONDITION_TYPES
+        )
 
     async def reconcile(self, request: Request) -> Result | None:
         obj = self._cache.get(TOOL_GATEWAY_CLASS, request.name)
@@ -109,10 +107,9 @@ class ToolGatewayClassReconciler:
         conditions = class_conditions(obj, self._cache.list(TOOL_GATEWAY_CLASS), self._controller)
         status = {
             "observedGeneration": int(obj["metadata"].get("generation") or 0),
-            "conditions": merge_conditions(obj, conditions, CONDITION_TYPES),
+            "conditions": conditions,
         }
-        if not status_current(obj, status, _STATUS_FIELDS, CONDITION_TYPES):
-            await self.status.apply(obj, status)
+        await self.status.apply(obj, status)
         return None
 
 

@@ -33,15 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 from agentkube.api.kind import InvalidSpec
 from agentkube.api.toolgateway import (
-    TOOL_GATEWAY_CLASS_KIND,
-    TOOL_GATEWAY_KIND,
     TOOL_SERVER_KIND,
     ToolServerSpec,
 )
 from agentkube.controllers.children import (
-    DEPLOYMENT,
-    SERVICE,
-    ChildConflict,
     Children,
     child_metadata,
     controller_of,
@@ -60,21 +55,20 @@ from agentkube.controllers.gatewayapi import (
     index_tool_gateways,
     index_tool_servers,
     mcp_backend,
-    merge_conditions,
     server_host,
     server_route_path,
-    status_current,
     tool_gateway_key,
 )
+from agentkube.controllers.kinds import DEPLOYMENT, SERVICE, TOOL_GATEWAY, TOOL_GATEWAY_CLASS, TOOL_SERVER
 from agentkube.controllers.status import (
+    CHILD_ERRORS,
     Problem,
     StatusWriter,
     accepted_condition,
     available_condition,
+    child_problem,
     ready_condition,
 )
-from agentkube.runtime.errors import Invalid
-from agentkube.runtime.gvk import GVK
 from agentkube.runtime.reconcile import Request, Result
 
 if TYPE_CHECKING:
@@ -83,10 +77,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APP",
-    "CONDITION_TYPES",
     "OWNED",
     "PROTOCOL_LABEL",
-    "TOOL_SERVER",
     "TRANSPORT_LABEL",
     "Attachment",
     "ToolServerReconciler",
@@ -98,17 +90,12 @@ __all__ = [
     "setup",
 ]
 
-TOOL_SERVER = GVK.of(TOOL_SERVER_KIND.api_version, TOOL_SERVER_KIND.kind)
-TOOL_GATEWAY = GVK.of(TOOL_GATEWAY_KIND.api_version, TOOL_GATEWAY_KIND.kind)
-TOOL_GATEWAY_CLASS = GVK.of(TOOL_GATEWAY_CLASS_KIND.api_version, TOOL_GATEWAY_CLASS_KIND.kind)
 
 APP = "tool-server"
 """``app.kubernetes.io/name`` of every child, and the container's name."""
 PROTOCOL_LABEL = "runtime.agentic-layer.ai/protocol"
 TRANSPORT_LABEL = "runtime.agentic-layer.ai/transport"
 PORT_NAME = "mcp"
-CONDITION_TYPES = ("Accepted", "Available", "Ready")
-_STATUS_FIELDS = ("observedGeneration", "url", "gatewayUrl", "conditions")
 # The Deployment is cached in full (its status feeds Available), the Service metadata-only; the same
 # choice as the workload kinds make, so the informers are shared.
 OWNED = {DEPLOYMENT: False, SERVICE: True}
@@ -232,7 +219,9 @@ class ToolServerReconciler:
         self._controller = options.tool_gateway_controller
         self.gate = gate
         self.children = Children(manager.cache, manager.client, manager.event_recorder("toolserver"), OWNED)
-        self.status = StatusWriter(manager.client)
+        self.status = StatusWriter(
+            manager.client, fields=("observedGeneration", "url", "gatewayUrl", "conditions")
+        )
 
     async def reconcile(self, request: Request) -> Result | None:
         obj = self._cache.get(TOOL_SERVER, request.name, request.namespace)
@@ -280,10 +269,8 @@ class ToolServerReconciler:
             live = None  # a namesake we do not control says nothing about this server
         accepted = accepted_condition(problems, generation)
         available = available_condition(live, generation)
-        conditions = [accepted, available, ready_condition(accepted, available, generation)]
-        status["conditions"] = merge_conditions(obj, conditions, CONDITION_TYPES)
-        if not status_current(obj, status, _STATUS_FIELDS, CONDITION_TYPES):
-            await self.status.apply(obj, status)
+        status["conditions"] = [accepted, available, ready_condition(accepted, available, generation)]
+        await self.status.apply(obj, status)
         return None
 
     def _attachment(self, obj: dict[str, Any], spec: ToolServerSpec) -> Attachment:
@@ -318,10 +305,8 @@ class ToolServerReconciler:
     ) -> list[Problem]:
         try:
             await children.apply(obj, desired)
-        except ChildConflict as e:
-            return [Problem("ChildConflict", f"{label}: {e}")]
-        except Invalid as e:
-            return [Problem("ChildRejected", f"{label}: the API server rejected a child: {e}")]
+        except CHILD_ERRORS as e:
+            return [child_problem(label, e)]
         return []
 
 
@@ -349,17 +334,13 @@ def setup(manager: Manager, options: OperatorOptions) -> None:
         gateways += cache.list(TOOL_GATEWAY, index=(TOOL_GATEWAY_CLASS_INDEX, ""))
         return [r for g in gateways for r in servers_of(g)]
 
-    def attached_servers(crd: dict[str, Any]) -> list[Request]:
-        if not gate.watches(crd):
-            return []
+    def attached_servers(_: dict[str, Any]) -> list[Request]:
         return [Request.of(s) for s in cache.list(TOOL_SERVER) if tool_gateway_key(s) is not None]
 
     builder = manager.controller("toolserver").for_kind(TOOL_SERVER)
     builder = reconciler.children.register(builder)
-    controller = (
-        builder.watches(TOOL_GATEWAY, map_to=servers_of)
-        .watches(TOOL_GATEWAY_CLASS, map_to=servers_of_class)
-        .watches(gate.crds.gvk, map_to=attached_servers)
-        .complete(reconciler)
+    builder = builder.watches(TOOL_GATEWAY, map_to=servers_of).watches(
+        TOOL_GATEWAY_CLASS, map_to=servers_of_class
     )
+    controller = gate.register(builder, attached_servers).complete(reconciler)
     gate.bind(controller)

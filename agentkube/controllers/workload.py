@@ -36,10 +36,6 @@ from typing import Any
 from agentkube.api.kind import InvalidSpec, Kind
 from agentkube.api.pod import DEFAULT_RESOURCES, WorkloadSpec
 from agentkube.controllers.children import (
-    CONFIG_MAP,
-    DEPLOYMENT,
-    POD_DISRUPTION_BUDGET,
-    SERVICE,
     ChildConflict,
     Children,
     child_metadata,
@@ -47,18 +43,21 @@ from agentkube.controllers.children import (
     selector_labels,
     standard_labels,
 )
+from agentkube.controllers.kinds import CONFIG_MAP, DEPLOYMENT, POD_DISRUPTION_BUDGET, SECRET, SERVICE, gvk_of
+from agentkube.controllers.secrets import digest_secret
 from agentkube.controllers.status import (
     ACCEPTED,
+    CHILD_ERRORS,
     Problem,
     StatusWriter,
     accepted_condition,
     available_condition,
-    merge_conditions,
+    child_problem,
     ready_condition,
 )
 from agentkube.runtime.conditions import find_status_condition
-from agentkube.runtime.errors import Invalid
 from agentkube.runtime.gvk import GVK, ObjectKey
+from agentkube.runtime.predicate import GenerationChanged
 from agentkube.runtime.reconcile import Request, Result
 
 __all__ = [
@@ -67,6 +66,7 @@ __all__ = [
     "CONFIG_MOUNT",
     "MAX_CONCURRENT_RECONCILES",
     "OWNED",
+    "STATUS_FIELDS",
     "Plan",
     "PlanFunc",
     "Workload",
@@ -77,6 +77,7 @@ __all__ = [
     "deployment",
     "desired_children",
     "pod_disruption_budget",
+    "referencing",
     "service",
     "service_url",
 ]
@@ -263,6 +264,21 @@ CONFLICT_RECHECK = 60.0
 # the others metadata-only (all ``Children`` reads of them is metadata).
 OWNED = {CONFIG_MAP: True, DEPLOYMENT: False, SERVICE: True, POD_DISRUPTION_BUDGET: True}
 
+# The status fields of every workload kind; a kind adds its own (``WorkloadReconciler(status_fields=)``).
+STATUS_FIELDS = ("observedGeneration", "url", "replicas", "readyReplicas", "conditions")
+
+
+def referencing(cache: Any, gvk: GVK, index: str) -> Callable[[dict[str, Any]], list[Request]]:
+    """A watch's ``map_to``: the ``gvk`` objects whose cache ``index`` holds ``<namespace>/<name>`` of
+    the object seen (the Secrets, or the other objects, they reference)."""
+
+    def map_to(obj: dict[str, Any]) -> list[Request]:
+        meta = obj["metadata"]
+        value = f"{meta.get('namespace') or ''}/{meta['name']}"
+        return [Request.of(o) for o in cache.list(gvk, index=(index, value))]
+
+    return map_to
+
 
 class WorkloadReconciler:
     """The reconcile every workload kind shares: parse, plan, apply children, report status.
@@ -279,17 +295,38 @@ class WorkloadReconciler:
     take down a proxy that is serving with the previous configuration.
     """
 
-    def __init__(self, manager: Any, *, name: str, kind: Kind[Any, Any], plan: PlanFunc) -> None:
-        self.gvk = GVK(kind.group, kind.version, kind.kind)
+    def __init__(
+        self,
+        manager: Any,
+        *,
+        name: str,
+        kind: Kind[Any, Any],
+        plan: PlanFunc,
+        status_fields: Sequence[str] = (),
+    ) -> None:
+        """status_fields: the kind's own status fields, those its ``plan`` sets in ``Plan.status``."""
+        self.gvk = gvk_of(kind)
         self.kind = kind
+        self.name = name
         self._cache = manager.cache
         self._plan = plan
         self.recorder = manager.event_recorder(f"agentkube.io/{name}-controller")
         self.children = Children(manager.cache, manager.client, self.recorder, OWNED)
-        self.status = StatusWriter(manager.client)
+        self.status = StatusWriter(manager.client, fields=(*STATUS_FIELDS, *status_fields))
         # (reason, message) of the last Warning sent per object: reference problems are reported
         # once when they appear, not on every reconcile while they last.
         self._warned: dict[ObjectKey, tuple[str, str]] = {}
+
+    def controller(self, manager: Any, *, secrets_index: str) -> Any:
+        """The controller of this kind declared on ``manager``, for the caller to add its own watches
+        to and ``complete`` with this reconciler: the kind itself (spec changes only: our status writes
+        do not wake it), its children, and Secrets, each enqueueing the objects whose cache index
+        ``secrets_index`` names it. Secrets are cached as ``digest_secret`` copies (no values)."""
+        builder = manager.controller(self.name).for_kind(self.gvk, predicates=[GenerationChanged()])
+        builder = self.children.register(builder)
+        return builder.watches(
+            SECRET, map_to=referencing(self._cache, self.gvk, secrets_index), transform=digest_secret
+        ).with_options(max_concurrent_reconciles=MAX_CONCURRENT_RECONCILES)
 
     async def reconcile(self, request: Request) -> Result | None:
         key = request.key
@@ -321,14 +358,11 @@ class WorkloadReconciler:
             if not problems and plan.workload is not None:
                 try:
                     applied = (await self.children.apply(obj, desired_children(plan.workload))).applied
-                except ChildConflict as e:
-                    problems.append(Problem("ChildConflict", f"{label}: {e}"))
-                    # The namesake is not ours, so no watch of ours wakes us when it goes away.
-                    result = Result(requeue_after=CONFLICT_RECHECK)
-                except Invalid as e:
-                    problems.append(
-                        Problem("ChildRejected", f"{label}: the API server rejected a child: {e}")
-                    )
+                except CHILD_ERRORS as e:
+                    problems.append(child_problem(label, e))
+                    if isinstance(e, ChildConflict):
+                        # The namesake is not ours, so no watch of ours wakes us when it goes away.
+                        result = Result(requeue_after=CONFLICT_RECHECK)
 
         # A Deployment we just applied is reported from the API server's answer, not the lagging
         # cache: the status written now is then the one the next reconcile computes too.
@@ -347,7 +381,7 @@ class WorkloadReconciler:
         status["replicas"] = int(observed.get("replicas") or 0)
         status["readyReplicas"] = int(observed.get("readyReplicas") or 0)
         status.update(extra)
-        status["conditions"] = merge_conditions(obj, [accepted, available, ready])
+        status["conditions"] = [accepted, available, ready]
         self._warn(obj, key, accepted)
         await self.status.apply(obj, status)
         return result

@@ -15,6 +15,10 @@ What a caller may rely on:
   metadata-only (``metadata_only=True``): owner references live in the metadata.
 - ``watches``: any kind; each event enqueues what ``map_to(obj)`` returns (or what a custom
   ``handler`` returns).
+- ``owns`` and ``watches`` take ``transform=``: what is stored of each object (default: the cache's
+  transform, which drops ``metadata.managedFields``). A kind is cached one way for the whole manager,
+  so every declaration of a kind must name the same transform: ``complete`` raises ``ValueError``
+  naming the controller, the kind and both transforms otherwise.
 - ``with_event_filter``: predicates applied to every watch, before the watch's own.
 - ``with_options``: ``max_concurrent_reconciles`` (default 1), ``rate_limiter`` (default per-key
   5 ms -> 1000 s with a 10/s, burst 100 bucket), ``cache_sync_timeout`` (default 120 s),
@@ -42,6 +46,7 @@ from agentkube.runtime.handler import (
 from agentkube.runtime.predicate import Predicate
 from agentkube.runtime.ratelimiter import RateLimiter
 from agentkube.runtime.reconcile import ReconcileFunc, Reconciler
+from agentkube.runtime.reflector import Transform
 
 if TYPE_CHECKING:
     from agentkube.runtime.manager import Manager
@@ -58,6 +63,7 @@ class _Watch:
     namespace: str | None = None
     label_selector: str | None = None
     field_selector: str | None = None
+    transform: Transform | None = None  # None: the cache's
 
 
 @dataclass
@@ -107,13 +113,24 @@ class Builder:
         )
         return self
 
-    def owns(self, gvk: GVK, *, predicates: Sequence[Predicate] = (), metadata_only: bool = False) -> Builder:
+    def owns(
+        self,
+        gvk: GVK,
+        *,
+        predicates: Sequence[Predicate] = (),
+        metadata_only: bool = False,
+        transform: Transform | None = None,
+    ) -> Builder:
         """Watch children of ``gvk``; each event enqueues the primary that controls the child.
 
         metadata_only: cache only the children's metadata (less memory; reads return metadata
             only). Default False.
+        transform: applied to each child before it is cached. Default None: the cache's transform
+            (drops ``metadata.managedFields``). Must be the same function wherever ``gvk`` is declared.
         """
-        self._owned.append(_Watch(gvk, None, tuple(predicates), metadata_only=metadata_only))
+        self._owned.append(
+            _Watch(gvk, None, tuple(predicates), metadata_only=metadata_only, transform=transform)
+        )
         return self
 
     def watches(
@@ -126,10 +143,14 @@ class Builder:
         metadata_only: bool = False,
         namespace: str | None = None,
         label_selector: str | None = None,
+        transform: Transform | None = None,
     ) -> Builder:
         """Watch ``gvk``; each event enqueues ``map_to(obj)`` (or ``handler(event)``: give one of them).
 
         map_to must read only the cache (e.g. ``cache.list(primary, index=("secret", key))``).
+        transform: applied to each object before it is cached (e.g. to keep no Secret values).
+            Default None: the cache's transform (drops ``metadata.managedFields``). Must be the same
+            function wherever ``gvk`` is declared.
         """
         chosen: EventHandler
         if map_to is not None and handler is None:
@@ -148,6 +169,7 @@ class Builder:
                 metadata_only=metadata_only,
                 namespace=namespace,
                 label_selector=label_selector,
+                transform=transform,
             )
         )
         return self
@@ -208,13 +230,17 @@ class Builder:
                 watches.append(owned)
         watches.extend(self._watches)
         for watch in watches:
-            informer = cache.informer(
-                watch.gvk,
-                metadata_only=watch.metadata_only,
-                namespace=watch.namespace,
-                label_selector=watch.label_selector,
-                field_selector=watch.field_selector,
-            )
+            try:
+                informer = cache.informer(
+                    watch.gvk,
+                    metadata_only=watch.metadata_only,
+                    namespace=watch.namespace,
+                    label_selector=watch.label_selector,
+                    field_selector=watch.field_selector,
+                    transform=watch.transform,
+                )
+            except ValueError as exc:
+                raise ValueError(f"controller {self._name!r}: {exc}") from exc
             assert watch.handler is not None
             controller.watch(informer, watch.handler, *self._filters, *watch.predicates)
         self._manager.add_controller(controller)

@@ -12,7 +12,11 @@ What a caller may rely on:
   an unfiltered one over one with selectors, and a namespace-scoped one only for its namespace.
 - ``start`` returns once the informers are running (it does not wait for them to sync; that is
   ``wait_for_sync``). ``stop`` cancels them and waits until they have ended.
-- Objects are stored after the cache's transform, ``strip_managed_fields`` by default.
+- Objects are stored after a transform: the cache's (``strip_managed_fields`` by default) unless
+  ``informer`` is given another. Every informer of one kind uses the same transform, so a read has the
+  same shape whichever informer serves it; asking for a kind with a transform other than the one
+  its informers already use raises ``ValueError`` naming the kind and both transforms (compared by
+  identity: pass the same function, not an equal lambda).
 """
 
 from __future__ import annotations
@@ -92,7 +96,7 @@ class Cache:
         self._watch_timeout = watch_timeout
         self._inactivity_timeout = inactivity_timeout
         self._informers: dict[_Scope, Informer] = {}
-        self._transforms: dict[_Scope, Transform | None] = {}
+        self._transforms: dict[GVK, Transform | None] = {}
         self._indexers: dict[GVK, dict[str, Indexer]] = {}
         self._tasks: dict[_Scope, asyncio.Task[None]] = {}
         self._started = False
@@ -112,17 +116,24 @@ class Cache:
         """The informer for this kind and scope, created (and started, if the cache runs) on first use.
 
         namespace: None means the cache's ``default_namespace``; ``""`` means all namespaces.
-        transform: None means the cache's transform. Asking for an existing informer with another
-            transform is an error: one store cannot hold objects transformed two ways.
+        transform: applied to each object before it is stored. Default None: the cache's
+            transform. Every informer of a kind stores objects transformed one way (reads may be
+            served by any of them), so asking for ``gvk`` with a transform other than the one its
+            informers already use raises ``ValueError``; transforms are compared by identity.
         """
+        chosen = self.transform if transform is None else transform
+        kept = self._transforms.get(gvk, chosen)
+        if kept is not chosen:
+            raise ValueError(
+                f"{gvk} is already cached with transform {_name(kept)}; this asks for {_name(chosen)}."
+                " Every informer of a kind stores objects transformed one way: pass"
+                f" transform={_name(kept)} wherever {gvk.kind} is declared"
+            )
         scope_ns = self.default_namespace if namespace is None else (namespace or None)
         scope = _Scope(gvk, scope_ns, label_selector or None, field_selector or None, metadata_only)
         existing = self._informers.get(scope)
         if existing is not None:
-            if transform is not None and transform is not self._transforms[scope]:
-                raise ValueError(f"{existing!r} already exists with another transform")
             return existing
-        chosen = transform if transform is not None else self.transform
         informer = Informer(
             self._client,
             gvk,
@@ -137,7 +148,7 @@ class Cache:
             inactivity_timeout=self._inactivity_timeout,
         )
         self._informers[scope] = informer
-        self._transforms[scope] = chosen
+        self._transforms[gvk] = chosen
         if self._started:
             self._run(scope, informer)
         return informer
@@ -246,6 +257,12 @@ class Cache:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _name(transform: Transform | None) -> str:
+    if transform is None:
+        return "None (objects stored as sent)"
+    return str(getattr(transform, "__qualname__", None) or repr(transform))
 
 
 def _log_unexpected_end(task: asyncio.Task[None]) -> None:

@@ -57,6 +57,18 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
+def _check_word(
+    field: str, value: object, limit: int, pattern: re.Pattern[str], *, required: str, invalid: str
+) -> None:
+    """A condition's type and reason: a required string, at most ``limit`` long, matching ``pattern``."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"condition.{field}: required, {required}")
+    if len(value) > limit:
+        raise ValueError(f"condition.{field}: {len(value)} characters, at most {limit} allowed")
+    if not pattern.fullmatch(value):
+        raise ValueError(f"condition.{field}: {value!r} {invalid}")
+
+
 def validate_condition(condition: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` naming the first field of ``condition`` that the API server would reject.
 
@@ -65,29 +77,27 @@ def validate_condition(condition: Mapping[str, Any]) -> None:
     unknown = sorted(set(condition) - set(_FIELDS))
     if unknown:
         raise ValueError(f"condition: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(_FIELDS)}")
-    ctype = condition.get("type")
-    if not isinstance(ctype, str) or not ctype:
-        raise ValueError("condition.type: required, a non-empty string")
-    if len(ctype) > _TYPE_MAX:
-        raise ValueError(f"condition.type: {len(ctype)} characters, at most {_TYPE_MAX} allowed")
-    if not _TYPE_RE.fullmatch(ctype):
-        raise ValueError(
-            f"condition.type: {ctype!r} is not a valid type (CamelCase, or a DNS-prefixed "
-            f"'example.com/CamelCase'; letters, digits, '-', '_', '.')"
-        )
+    _check_word(
+        "type",
+        condition.get("type"),
+        _TYPE_MAX,
+        _TYPE_RE,
+        required="a non-empty string",
+        invalid="is not a valid type (CamelCase, or a DNS-prefixed 'example.com/CamelCase'; letters,"
+        " digits, '-', '_', '.')",
+    )
     status = condition.get("status")
     if status not in _STATUSES:
         raise ValueError(f"condition.status: {status!r} must be one of True, False, Unknown")
-    reason = condition.get("reason")
-    if not isinstance(reason, str) or not reason:
-        raise ValueError("condition.reason: required, a non-empty CamelCase string")
-    if len(reason) > _REASON_MAX:
-        raise ValueError(f"condition.reason: {len(reason)} characters, at most {_REASON_MAX} allowed")
-    if not _REASON_RE.fullmatch(reason):
-        raise ValueError(
-            f"condition.reason: {reason!r} must match ^{_REASON_RE.pattern}$ "
-            "(start with a letter; letters, digits, '_', ',' and ':' only; e.g. 'SecretNotFound')"
-        )
+    _check_word(
+        "reason",
+        condition.get("reason"),
+        _REASON_MAX,
+        _REASON_RE,
+        required="a non-empty CamelCase string",
+        invalid=f"must match ^{_REASON_RE.pattern}$ (start with a letter; letters, digits, '_', ',' and"
+        " ':' only; e.g. 'SecretNotFound')",
+    )
     message = condition.get("message", "")
     if not isinstance(message, str):
         raise ValueError(f"condition.message: must be a string, got {type(message).__name__}")

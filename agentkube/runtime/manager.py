@@ -16,6 +16,8 @@ What a caller may rely on:
   in-flight reconciles finish, stop runnables, write queued events, release the lease (so a
   successor takes over at once), close the watches, stop the HTTP endpoints. Whatever is still
   running at the deadline is cancelled. A second signal cancels everything at once.
+- The manager never closes its client: close it after ``run()`` returns. By then every Event the
+  recorders of ``event_recorder()`` had queued is written (within ``graceful_shutdown_timeout``).
 - Losing the lease is fatal: reconciles are cancelled on the spot (another replica may lead already),
   a clear error line is logged, and ``run()`` raises ``LeaderElectionLost`` so the process exits
   non-zero and Kubernetes restarts it as a follower. A runnable that raises makes ``run()`` raise

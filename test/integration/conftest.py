@@ -1,27 +1,26 @@
-"""Integration-tier set-up: the agentgateway kinds, and the operator with the tool-gateway controllers.
+"""Integration-tier set-up: the agentgateway kinds, the operator with the tool-gateway controllers, a world.
 
 - ``agentgateway_stand_in`` (session, autouse): serves agentgateway.dev with our stand-in CRDs
   (``agentgateway_crds``) when ``hack/fetch-crds.sh`` could not fetch the real ones.
-- ``running_tool_operator(kubeconfig)``: a manager in this process with the ToolGatewayClass,
-  ToolGateway and ToolServer controllers, on a ``RecordingClient`` (writes and RBAC denials noted).
+- ``operator``: ``operator_harness.running_operator`` with the MCP and LLMGateway controllers,
+  watching the test's ``namespace``.
+- ``tool_operator``: ``operator_harness.running_operator`` with the ToolGatewayClass, ToolGateway and
+  ToolServer controllers, all namespaces, on the session's control plane.
+- ``world``: an ``operator_harness.World`` on the admin client; what a test applied is deleted after it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from agentkube.controllers import OperatorOptions, toolgateway, toolgatewayclass, toolserver
-from agentkube.runtime.manager import LeaderElectionLost, Manager, ManagerOptions
+from agentkube.runtime.client import Client
 from agentkube.testing import ControlPlane, cached_crd_dirs
 from test.integration.agentgateway_crds import has_real_agentgateway_crds, write_agentgateway_crds
-from test.integration.operator_harness import DEADLINE, IMAGE, RecordingClient, RunningOperator
+from test.integration.operator_harness import TOOL_CONTROLLERS, RunningOperator, World, running_operator
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -44,37 +43,25 @@ def agentgateway_stand_in(
     yield path
 
 
-@contextlib.asynccontextmanager
-async def running_tool_operator(kubeconfig: str, **options: Any) -> AsyncIterator[RunningOperator]:
-    """The manager with the ToolGatewayClass, ToolGateway and ToolServer controllers, all namespaces."""
-    client = await RecordingClient.from_kubeconfig(kubeconfig)
-    assert isinstance(client, RecordingClient)
-    client._note()
-    manager = Manager(
-        client,
-        ManagerOptions(
-            metrics_bind_address="0",
-            health_probe_bind_address="0",
-            install_signal_handlers=False,
-            graceful_shutdown_timeout=10.0,
-        ),
-    )
-    operator_options = OperatorOptions(dataplane_image=IMAGE, **options)
-    for module in (toolgatewayclass, toolgateway, toolserver):
-        module.setup(manager, operator_options)
-    task = asyncio.create_task(manager.run())
-    try:
-        yield RunningOperator(client, manager, task, None)
-    finally:
-        manager.stop()
-        with contextlib.suppress(LeaderElectionLost):
-            await asyncio.wait_for(task, DEADLINE)
-        await client.close()
+@pytest.fixture
+async def operator(control_plane: ControlPlane, namespace: str) -> AsyncIterator[RunningOperator]:
+    """The MCP and LLMGateway controllers on the session's control plane, watching ``namespace``."""
+    async with running_operator(str(control_plane.kubeconfig), namespace=namespace) as op:
+        yield op
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def tool_operator(control_plane: ControlPlane) -> AsyncIterator[RunningOperator]:
-    """``running_tool_operator`` on the session's control plane, as the admin."""
+    """The tool-gateway controllers on the session's control plane, as the admin."""
     assert control_plane.kubeconfig is not None
-    async with running_tool_operator(str(control_plane.kubeconfig)) as operator:
+    async with running_operator(str(control_plane.kubeconfig), controllers=TOOL_CONTROLLERS) as operator:
         yield operator
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def world(client: Client) -> AsyncIterator[World]:
+    w = World(client)
+    try:
+        yield w
+    finally:
+        await w.cleanup()

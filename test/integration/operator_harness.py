@@ -1,26 +1,30 @@
-"""The operator running in the test process: a manager with the MCP and LLMGateway controllers.
+"""The operator running in the test process, and what its tests share.
 
-``running_operator(kubeconfig, namespace=...)`` starts a ``Manager`` on a ``RecordingClient`` (the real
-client, which also notes every write it sends and every request RBAC refused) and the two
-controllers registered, and stops it on exit. There is no kube-controller-manager: Deployments get no
-status unless a test patches it (``set_available``), and nothing garbage-collects.
+``running_operator(kubeconfig, namespace=..., controllers=...)`` starts a ``Manager`` on a
+``RecordingClient`` (the real client, which also notes every write it sends and every request RBAC
+refused) with the controllers given registered (``WORKLOAD_CONTROLLERS``, the default: MCP and
+LLMGateway; ``TOOL_CONTROLLERS``: ToolGatewayClass, ToolGateway and ToolServer), and stops it on exit.
+There is no kube-controller-manager: Deployments get no status unless a test patches it
+(``set_available``), and nothing garbage-collects (``World`` deletes what a test applied).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import pytest
 
-from agentkube.controllers import OperatorOptions, llmgateway, mcp
-from agentkube.controllers.children import DEPLOYMENT
+from agentkube.controllers import OperatorOptions, llmgateway, mcp, toolgateway, toolgatewayclass, toolserver
+from agentkube.controllers.kinds import DEPLOYMENT
 from agentkube.runtime import metrics
 from agentkube.runtime.client import Client
-from agentkube.runtime.errors import Forbidden, NotFound
+from agentkube.runtime.errors import AlreadyExists, Forbidden, NotFound
 from agentkube.runtime.gvk import GVK
 from agentkube.runtime.manager import LeaderElectionLost, Manager, ManagerOptions
 from agentkube.runtime.reconcile import Request
@@ -28,16 +32,26 @@ from agentkube.runtime.reconcile import Request
 __all__ = [
     "DEADLINE",
     "IMAGE",
+    "TOOL_CONTROLLERS",
+    "WORKLOAD_CONTROLLERS",
     "RecordingClient",
     "RunningOperator",
+    "World",
     "condition",
     "eventually",
+    "eventually_allowed",
+    "get_or_none",
+    "mcp_object",
     "running_operator",
+    "secret_object",
     "set_available",
 ]
 
 IMAGE = "ghcr.io/agentkube/agentkube:integration"
 DEADLINE = 60.0
+WORKLOAD_CONTROLLERS: tuple[ModuleType, ...] = (mcp, llmgateway)
+TOOL_CONTROLLERS: tuple[ModuleType, ...] = (toolgatewayclass, toolgateway, toolserver)
+TEST_MANAGER = "agentkube-test"
 
 
 @dataclass(frozen=True)
@@ -172,9 +186,14 @@ class RunningOperator:
 
 @contextlib.asynccontextmanager
 async def running_operator(
-    kubeconfig: str, *, namespace: str | None, **options: Any
+    kubeconfig: str,
+    *,
+    namespace: str | None = None,
+    controllers: Sequence[ModuleType] = WORKLOAD_CONTROLLERS,
+    **options: Any,
 ) -> AsyncIterator[RunningOperator]:
-    """The manager with our controllers, watching ``namespace`` (None: every namespace)."""
+    """The manager with ``controllers`` (modules with ``setup``), watching ``namespace`` (None: every
+    namespace); ``options`` are further ``ManagerOptions``."""
     client = await RecordingClient.from_kubeconfig(kubeconfig)
     assert isinstance(client, RecordingClient)
     client._note()
@@ -188,8 +207,8 @@ async def running_operator(
     settings.update(options)
     manager = Manager(client, ManagerOptions(**settings))
     operator_options = OperatorOptions(dataplane_image=IMAGE)
-    mcp.setup(manager, operator_options)
-    llmgateway.setup(manager, operator_options)
+    for module in controllers:
+        module.setup(manager, operator_options)
     task = asyncio.create_task(manager.run())
     try:
         yield RunningOperator(client, manager, task, namespace)
@@ -217,6 +236,18 @@ async def eventually(check: Callable[[], Any], what: str, within: float = DEADLI
         if loop.time() > deadline:
             pytest.fail(f"timed out after {within:g} s waiting until {what} (last: {last!r})")
         await asyncio.sleep(0.05)
+
+
+async def eventually_allowed(operator: RunningOperator, check: Callable[[], Any], what: str) -> Any:
+    """``eventually``, except that a request RBAC refused the operator fails the test at once, naming
+    the request, rather than as a timeout later."""
+
+    async def refused_nothing_and() -> Any:
+        assert operator.client.denied == []
+        result = check()
+        return await result if hasattr(result, "__await__") else result
+
+    return await eventually(refused_nothing_and, what)
 
 
 def condition(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
@@ -252,3 +283,58 @@ async def set_available(
         ],
     }
     await client.patch(DEPLOYMENT, name, namespace, {"status": status}, subresource="status")
+
+
+def secret_object(namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
+    """A Secret with ``data`` (values given in clear, sent base64)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+
+
+def mcp_object(namespace: str, name: str, upstreams: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "agentkube.io/v1alpha1",
+        "kind": "MCP",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"upstreams": upstreams, **spec},
+    }
+
+
+async def get_or_none(client: Client, gvk: GVK, name: str, namespace: str | None) -> dict[str, Any] | None:
+    try:
+        return await client.get(gvk, name, namespace)
+    except NotFound:
+        return None
+
+
+class World:
+    """Objects a test applies as a user would, deleted when the test ends (nothing garbage-collects)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.applied: dict[tuple[GVK, str | None, str], None] = {}
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        result = await self.client.apply(obj, field_manager=TEST_MANAGER)
+        meta = result["metadata"]
+        self.applied[(GVK.from_object(result), meta.get("namespace"), meta["name"])] = None
+        return result
+
+    async def get(self, gvk: GVK, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        return await get_or_none(self.client, gvk, name, namespace)
+
+    async def delete(self, gvk: GVK, name: str, namespace: str | None = None) -> None:
+        with contextlib.suppress(NotFound):
+            await self.client.delete(gvk, name, namespace)
+
+    async def namespace(self, name: str) -> None:
+        with contextlib.suppress(AlreadyExists):
+            await self.client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+    async def cleanup(self) -> None:
+        for gvk, namespace, name in reversed(list(self.applied)):
+            await self.delete(gvk, name, namespace)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-import yaml
 
 from agentkube.runtime.cache import Cache, NotCached
 from agentkube.runtime.client import Client
@@ -20,11 +19,16 @@ from agentkube.runtime.informer import Event, EventType, Informer
 from agentkube.runtime.metrics import REGISTRY
 from agentkube.runtime.store import INDEX_OWNER_UID
 from agentkube.testing.controlplane import ControlPlane
+from test.integration.runtime_helpers import (
+    CM,
+    DEADLINE,
+    configmap,
+    eventually,
+    installed_crd,
+    schemaless_crd,
+)
 
 pytestmark = pytest.mark.integration
-
-CM = GVK("", "v1", "ConfigMap")
-DEADLINE = 60.0
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -36,6 +40,12 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[Event] = []
 
+    @classmethod
+    def attached_to(cls, informer: Informer) -> Recorder:
+        recorder = cls()
+        informer.add_handler(recorder)
+        return recorder
+
     def __call__(self, event: Event) -> None:
         self.events.append(event)
 
@@ -44,16 +54,6 @@ class Recorder:
 
     def names(self, kind: EventType) -> list[str]:
         return [e.obj["metadata"]["name"] for e in self.events if e.type is kind]
-
-
-async def eventually(check: Callable[[], bool], what: str, within: float = DEADLINE) -> None:
-    """Poll ``check`` until it holds; fail naming ``what`` after ``within`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not check():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {within:g} s waiting until {what}")
-        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
@@ -65,15 +65,6 @@ async def running(informer: Informer) -> AsyncIterator[asyncio.Task[None]]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-def configmap(name: str, namespace: str, data: dict[str, str] | None = None, **meta: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": namespace, **meta},
-        "data": data or {"key": "value"},
-    }
 
 
 def cached(informer: Informer, namespace: str, name: str) -> dict[str, Any]:
@@ -123,8 +114,7 @@ async def test_initial_list_is_delivered_as_added_before_sync_completes(
     for name in ("a", "b", "c"):
         await client.create(configmap(name, namespace))
     informer = Informer(client, CM, namespace=namespace)
-    seen = Recorder()
-    informer.add_handler(seen)
+    seen = Recorder.attached_to(informer)
     async with running(informer):
         assert await informer.wait_for_sync(DEADLINE)
         assert sorted(seen.names(EventType.ADDED)) == ["a", "b", "c"]
@@ -134,8 +124,7 @@ async def test_initial_list_is_delivered_as_added_before_sync_completes(
 
 async def test_informer_sees_create_update_and_delete(client: Client, namespace: str) -> None:
     informer = Informer(client, CM, namespace=namespace)
-    seen = Recorder()
-    informer.add_handler(seen)
+    seen = Recorder.attached_to(informer)
     async with running(informer):
         assert await informer.wait_for_sync(DEADLINE)
         await client.create(configmap("web", namespace, {"v": "1"}))
@@ -186,8 +175,7 @@ async def test_namespace_and_label_selector_scope_the_informer(
     control_plane.create_namespace(elsewhere)
     try:
         informer = Informer(client, CM, namespace=namespace, label_selector="team=a")
-        seen = Recorder()
-        informer.add_handler(seen)
+        seen = Recorder.attached_to(informer)
         await client.create(configmap("mine", namespace, labels={"team": "a"}))
         await client.create(configmap("other-team", namespace, labels={"team": "b"}))
         await client.create(configmap("other-ns", elsewhere, labels={"team": "a"}))
@@ -267,8 +255,7 @@ async def test_handler_that_raises_stops_neither_other_handlers_nor_the_informer
 async def test_resync_redelivers_the_store_as_resync_events(client: Client, namespace: str) -> None:
     await client.create(configmap("a", namespace))
     informer = Informer(client, CM, namespace=namespace, resync_period=0.3)
-    seen = Recorder()
-    informer.add_handler(seen)
+    seen = Recorder.attached_to(informer)
     async with running(informer):
         assert await informer.wait_for_sync(DEADLINE)
         await eventually(lambda: seen.of("a").count("RESYNC") >= 2, "two resyncs arrive")
@@ -287,8 +274,7 @@ async def test_watch_closed_by_the_server_resumes_without_missing_an_event(
 ) -> None:
     # Watches of 2 s: the server ends several while objects are being created.
     informer = Informer(client, CM, namespace=namespace, watch_timeout=(2, 2))
-    seen = Recorder()
-    informer.add_handler(seen)
+    seen = Recorder.attached_to(informer)
     created: list[str] = []
     async with running(informer):
         assert await informer.wait_for_sync(DEADLINE)
@@ -313,8 +299,7 @@ async def test_relists_after_410_and_delivers_deletes_missed_while_disconnected(
     for name in ("kept", "changed", "deleted"):
         await client.create(configmap(name, namespace))
     informer = Informer(client, CM, namespace=namespace)
-    seen = Recorder()
-    informer.add_handler(seen)
+    seen = Recorder.attached_to(informer)
     async with running(informer):
         assert await informer.wait_for_sync(DEADLINE)
     stale_rv = informer.resource_version
@@ -355,8 +340,7 @@ async def test_cache_recovers_when_the_apiserver_is_stopped_and_restarted(
     for name in ("stays", "goes", "changes"):
         await client.create(configmap(name, namespace))
     informer = Informer(client, CM, namespace=namespace)
-    seen = Recorder()
-    informer.add_handler(seen)
+    seen = Recorder.attached_to(informer)
     async with running(informer) as task:
         assert await informer.wait_for_sync(DEADLINE)
         await asyncio.to_thread(control_plane.stop_apiserver)
@@ -386,43 +370,15 @@ async def test_kind_not_served_is_retried_until_its_crd_is_installed(
 ) -> None:
     group = f"cachetest{secrets.token_hex(3)}.agentkube.io"
     gvk = GVK(group, "v1", "Gadget")
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"gadgets.{group}"},
-        "spec": {
-            "group": group,
-            "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget", "listKind": "GadgetList"},
-            "scope": "Cluster",
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                    },
-                }
-            ],
-        },
-    }
+    crd = schemaless_crd(gvk, "gadgets", scope="Cluster")
     informer = Informer(client, gvk, namespace="ignored-for-cluster-scoped-kinds")
     async with running(informer) as task:
         assert not await informer.wait_for_sync(1.5)
         assert not task.done()
-        path = tmp_path / "crd.yaml"
-        path.write_text(yaml.safe_dump(crd))
-        await asyncio.to_thread(control_plane.install_crds, [path])
-        try:
+        async with installed_crd(control_plane, crd, tmp_path):
             await client.create({"apiVersion": f"{group}/v1", "kind": "Gadget", "metadata": {"name": "g1"}})
             assert await informer.wait_for_sync(DEADLINE)
             await eventually(lambda: cached_names(informer) == ["g1"], "the custom object is cached")
-        finally:
-            await asyncio.to_thread(
-                control_plane.request,
-                "DELETE",
-                f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.{group}",
-            )
 
 
 # ------------------------------------------------------------------------------------------- cache

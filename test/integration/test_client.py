@@ -510,8 +510,16 @@ def service_account_token(control_plane: ControlPlane, namespace: str) -> str:
     return str(answer["status"]["token"])
 
 
-def exec_kubeconfig(control_plane: ControlPlane, tmp_path: Path, args: list[str]) -> Path:
+def exec_kubeconfig(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path, *plugin_args: str
+) -> tuple[Path, Path]:
+    """A kubeconfig whose user runs ``EXEC_PLUGIN`` with (counter file, a service account token of
+    ``namespace``, *plugin_args), and the counter file (how many times the plugin ran)."""
+    if control_plane.apiserver is None:
+        pytest.skip("needs a kube-apiserver this test session started")
     assert control_plane.kubeconfig is not None
+    token = service_account_token(control_plane, namespace)
+    counter = tmp_path / "runs"
     admin = yaml.safe_load(control_plane.kubeconfig.read_text())
     plugin = tmp_path / "plugin.py"
     plugin.write_text(EXEC_PLUGIN)
@@ -526,7 +534,7 @@ def exec_kubeconfig(control_plane: ControlPlane, tmp_path: Path, args: list[str]
                     "exec": {
                         "apiVersion": "client.authentication.k8s.io/v1",
                         "command": sys.executable,
-                        "args": [str(plugin), *args],
+                        "args": [str(plugin), str(counter), token, *plugin_args],
                         "interactiveMode": "Never",
                     }
                 },
@@ -537,18 +545,14 @@ def exec_kubeconfig(control_plane: ControlPlane, tmp_path: Path, args: list[str]
     }
     path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump(config))
-    return path
+    return path, counter
 
 
 async def test_exec_plugin_is_rerun_after_a_401_and_the_request_retried(
     control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
-    if control_plane.apiserver is None:
-        pytest.skip("needs a kube-apiserver this test session started")
-    token = service_account_token(control_plane, namespace)
-    counter = tmp_path / "runs"
     # The first run (while loading the config) hands out a token the server rejects.
-    kubeconfig = exec_kubeconfig(control_plane, tmp_path, [str(counter), token, "1"])
+    kubeconfig, counter = exec_kubeconfig(control_plane, namespace, tmp_path, "1")
     client = await Client.from_kubeconfig(str(kubeconfig))
     try:
         items, _ = await client.list(CM, namespace)
@@ -564,13 +568,9 @@ async def test_exec_plugin_is_rerun_after_a_401_and_the_request_retried(
 async def test_exec_plugin_token_near_expiry_is_refreshed_before_each_request(
     control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
-    if control_plane.apiserver is None:
-        pytest.skip("needs a kube-apiserver this test session started")
-    token = service_account_token(control_plane, namespace)
-    counter = tmp_path / "runs"
     # An expiry one minute away is inside the refresh margin, so every request asks the plugin again.
     expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 60))
-    kubeconfig = exec_kubeconfig(control_plane, tmp_path, [str(counter), token, "0", expiry])
+    kubeconfig, counter = exec_kubeconfig(control_plane, namespace, tmp_path, "0", expiry)
     client = await Client.from_kubeconfig(str(kubeconfig))
     try:
         await client.list(CM, namespace)

@@ -7,7 +7,6 @@ import contextlib
 import importlib.util
 import itertools
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,19 +18,17 @@ from agentkube.runtime import (
     Client,
     ExponentialFailureRateLimiter,
     Manager,
-    ManagerOptions,
     NotFound,
     Request,
     TerminalError,
     metrics,
 )
+from test.integration.runtime_helpers import CM, configmap, eventually, manager_options, running
 
 pytestmark = pytest.mark.integration
 
-CM = GVK("", "v1", "ConfigMap")
 SECRET = GVK("", "v1", "Secret")
 SERVICE = GVK("", "v1", "Service")
-DEADLINE = 60.0
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "configmap_controller.py"
 
 
@@ -42,49 +39,6 @@ def load_example() -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
-
-
-async def eventually(check: Callable[[], Any], what: str, within: float = DEADLINE) -> None:
-    """Poll ``check`` (sync or async) until it is truthy; fail naming ``what`` after ``within`` s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = check()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {within:g} s waiting until {what}")
-        await asyncio.sleep(0.05)
-
-
-def options(namespace: str) -> ManagerOptions:
-    return ManagerOptions(
-        metrics_bind_address="0",
-        health_probe_bind_address="0",
-        namespace=namespace,
-        install_signal_handlers=False,
-    )
-
-
-@contextlib.asynccontextmanager
-async def running(manager: Manager) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(manager.run())
-    try:
-        yield task
-    finally:
-        manager.stop()
-        await asyncio.wait_for(task, DEADLINE)
-
-
-def configmap(name: str, namespace: str, data: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": namespace},
-        "data": data if data is not None else {"key": "value"},
-    }
 
 
 def sample(metric: str, controller: str, **labels: str) -> float:
@@ -100,7 +54,7 @@ def controller_name(prefix: str) -> str:
 
 async def test_example_controller_reconciles_creates_and_updates(client: Client, namespace: str) -> None:
     example = load_example()
-    manager = Manager(client, options(namespace))
+    manager = Manager(client, manager_options(namespace))
     example.add_controller(manager, name=controller_name("example"))
 
     async def stamped(name: str) -> bool:
@@ -131,7 +85,7 @@ async def test_failing_reconcile_retries_with_growing_delays_and_counts_errors(
         attempts.append(asyncio.get_running_loop().time())
         await client.get(SECRET, f"{request.name}-credentials", request.namespace)  # NotFound until created
 
-    manager = Manager(client, options(namespace))
+    manager = Manager(client, manager_options(namespace))
     (
         manager.controller(name)
         .for_kind(CM)
@@ -176,7 +130,7 @@ async def test_terminal_error_is_not_retried_until_the_object_changes(client: Cl
         if cm is not None and cm.get("data", {}).get("port") == "not-a-number":
             raise TerminalError(f"ConfigMap {request}: data.port: must be a number")
 
-    manager = Manager(client, options(namespace))
+    manager = Manager(client, manager_options(namespace))
     controller = (
         manager.controller(name)
         .for_kind(CM)
@@ -212,7 +166,7 @@ async def test_owned_and_mapped_kinds_enqueue_their_primary(client: Client, name
         primary = (svc["metadata"].get("labels") or {}).get("example.com/primary")
         return [Request(svc["metadata"]["namespace"], primary)] if primary else []
 
-    manager = Manager(client, options(namespace))
+    manager = Manager(client, manager_options(namespace))
     (
         manager.controller(name)
         .for_kind(CM)
@@ -266,3 +220,49 @@ async def test_owned_and_mapped_kinds_enqueue_their_primary(client: Client, name
         await eventually(lambda: Request(namespace, "owner") in seen, "deleting the child enqueues its owner")
         with contextlib.suppress(NotFound):
             await client.delete(SERVICE, "svc", namespace)
+
+
+async def test_watched_and_owned_kinds_are_cached_through_their_transform(
+    client: Client, namespace: str
+) -> None:
+    name = controller_name("transform")
+    mapped: list[dict[str, Any]] = []
+
+    def without_values(obj: dict[str, Any]) -> dict[str, Any]:
+        # What a controller caching Secrets does: keep the keys, never the values.
+        return {**obj, "data": dict.fromkeys(obj.get("data") or {}, "")}
+
+    def secret_to_primary(secret: dict[str, Any]) -> list[Request]:
+        mapped.append(secret)
+        return [Request(namespace, secret["metadata"]["name"])]
+
+    async def reconcile(request: Request) -> None:
+        return None
+
+    manager = Manager(client, manager_options(namespace))
+    (
+        manager.controller(name)
+        .for_kind(CM)
+        .owns(SERVICE, transform=without_values)
+        .watches(SECRET, map_to=secret_to_primary, transform=without_values)
+        .complete(reconcile)
+    )
+    await client.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "token", "namespace": namespace},
+            "data": {"token": "c2VjcmV0"},
+        }
+    )
+    async with running(manager):
+        await eventually(lambda: mapped, "the Secret is mapped")
+        assert mapped[0]["data"] == {"token": ""}
+        cached = manager.cache.get(SECRET, "token", namespace)
+        assert cached is not None and cached["data"] == {"token": ""}
+        assert "managedFields" in cached["metadata"], (
+            "a transform replaces the default, it does not add to it"
+        )
+        # The owned kind's informer was created with the same transform: asking for the default fails.
+        with pytest.raises(ValueError, match="v1/Service is already cached with transform"):
+            manager.cache.informer(SERVICE)

@@ -10,17 +10,25 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from agentkube.controllers.children import DEPLOYMENT
-from agentkube.controllers.gatewayapi import AGENTGATEWAY_PARAMETERS, GATEWAY, HTTP_ROUTE
-from agentkube.controllers.toolgateway import TOOL_GATEWAY
-from agentkube.controllers.toolserver import TOOL_SERVER
+from agentkube.controllers.kinds import (
+    AGENTGATEWAY_PARAMETERS,
+    DEPLOYMENT,
+    GATEWAY,
+    HTTP_ROUTE,
+    TOOL_GATEWAY,
+    TOOL_SERVER,
+)
 from agentkube.runtime.client import Client
 from agentkube.testing import ControlPlane, cached_crd_dirs
 from test.integration.agentgateway_crds import write_agentgateway_crds
-from test.integration.conftest import running_tool_operator
-from test.integration.operator_harness import RunningOperator, eventually
-from test.integration.test_toolgateway_controller import (
+from test.integration.operator_harness import (
+    TOOL_CONTROLLERS,
+    RunningOperator,
     World,
+    eventually,
+    running_operator,
+)
+from test.integration.test_toolgateway_controller import (
     tool_gateway,
     tool_gateway_class,
     wait_condition,
@@ -49,7 +57,7 @@ def bare_plane() -> Iterator[ControlPlane]:
 @pytest_asyncio.fixture(loop_scope="session")
 async def bare(bare_plane: ControlPlane) -> AsyncIterator[tuple[RunningOperator, World]]:
     assert bare_plane.kubeconfig is not None
-    async with running_tool_operator(str(bare_plane.kubeconfig)) as operator:
+    async with running_operator(str(bare_plane.kubeconfig), controllers=TOOL_CONTROLLERS) as operator:
         admin = await Client.from_kubeconfig(str(bare_plane.kubeconfig))
         try:
             yield operator, World(admin)

@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
-import base64
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from agentkube.controllers.children import CONFIG_MAP, DEPLOYMENT, POD_DISRUPTION_BUDGET, SERVICE
-from agentkube.controllers.llmgateway import LLM_GATEWAY
-from agentkube.controllers.secrets import SECRET
+from agentkube.controllers.kinds import (
+    CONFIG_MAP,
+    DEPLOYMENT,
+    LLM_GATEWAY,
+    POD_DISRUPTION_BUDGET,
+    SECRET,
+    SERVICE,
+)
 from agentkube.controllers.workload import CONFIG_HASH_ANNOTATION
 from agentkube.dataplane.llm.config import load_llm_gateway_config
 from agentkube.runtime.client import Client
-from agentkube.runtime.errors import NotFound
-from agentkube.runtime.gvk import GVK
-from agentkube.testing.controlplane import ControlPlane
 from test.integration.operator_harness import (
     IMAGE,
     RunningOperator,
     condition,
     eventually,
-    running_operator,
+    get_or_none,
+    secret_object,
     set_available,
 )
 
@@ -45,28 +46,6 @@ def seed(namespace: str) -> dict[str, Any]:
     obj: dict[str, Any] = yaml.safe_load(SAMPLE.read_text())
     obj["metadata"]["namespace"] = namespace
     return obj
-
-
-def secret_object(namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-    }
-
-
-@pytest.fixture
-async def operator(control_plane: ControlPlane, namespace: str) -> AsyncIterator[RunningOperator]:
-    async with running_operator(str(control_plane.kubeconfig), namespace=namespace) as op:
-        yield op
-
-
-async def get_or_none(client: Client, gvk: GVK, name: str, namespace: str) -> dict[str, Any] | None:
-    try:
-        return await client.get(gvk, name, namespace)
-    except NotFound:
-        return None
 
 
 async def accepted(client: Client, namespace: str, status: str, reason: str) -> dict[str, Any]:

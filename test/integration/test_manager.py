@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import os
 import secrets
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentkube.runtime import (
@@ -27,63 +24,24 @@ from agentkube.runtime import (
 )
 from agentkube.runtime.leaderelection import LEASE
 from agentkube.testing.controlplane import ControlPlane
+from test.integration.runtime_helpers import (
+    CM,
+    DEADLINE,
+    configmap,
+    eventually,
+    installed_crd,
+    manager_options,
+    running,
+    schemaless_crd,
+)
 
 pytestmark = pytest.mark.integration
 
-CM = GVK("", "v1", "ConfigMap")
-DEADLINE = 60.0
 _names = itertools.count()
 
 
 def unique(prefix: str) -> str:
     return f"it-mgr-{prefix}-{next(_names)}"
-
-
-async def eventually(check: Callable[[], Any], what: str, within: float = DEADLINE) -> None:
-    """Poll ``check`` (sync or async) until it is truthy; fail naming ``what`` after ``within`` s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = check()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {within:g} s waiting until {what}")
-        await asyncio.sleep(0.05)
-
-
-def options(namespace: str, **overrides: Any) -> ManagerOptions:
-    settings: dict[str, Any] = {
-        "metrics_bind_address": "0",
-        "health_probe_bind_address": "0",
-        "namespace": namespace,
-        "install_signal_handlers": False,
-        "leader_election_namespace": namespace,
-    }
-    settings.update(overrides)
-    return ManagerOptions(**settings)
-
-
-@contextlib.asynccontextmanager
-async def running(manager: Manager) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(manager.run())
-    try:
-        yield task
-    finally:
-        manager.stop()
-        with contextlib.suppress(LeaderElectionLost):
-            await asyncio.wait_for(task, DEADLINE)
-
-
-def configmap(name: str, namespace: str, data: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": namespace},
-        "data": data if data is not None else {"key": "value"},
-    }
 
 
 async def http_get(port: int, path: str) -> tuple[int, str]:
@@ -141,7 +99,7 @@ async def test_metrics_endpoint_exposes_every_contract_metric_with_its_labels(
     seen = Seen()
     manager = Manager(
         client,
-        options(
+        manager_options(
             namespace,
             metrics_bind_address="127.0.0.1:0",
             leader_election=True,
@@ -183,35 +141,12 @@ async def test_metrics_endpoint_exposes_every_contract_metric_with_its_labels(
     )
 
 
-def widget_crd(group: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"widgets.{group}"},
-        "spec": {
-            "group": group,
-            "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "listKind": "WidgetList"},
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                    },
-                }
-            ],
-        },
-    }
-
-
 async def test_readyz_answers_503_naming_the_unsynced_kind_until_it_syncs(
     client: Client, namespace: str, control_plane: ControlPlane, tmp_path: Path
 ) -> None:
     group = f"ready{secrets.token_hex(4)}.example.com"
     widget = GVK(group, "v1", "Widget")
-    manager = Manager(client, options(namespace, health_probe_bind_address="127.0.0.1:0"))
+    manager = Manager(client, manager_options(namespace, health_probe_bind_address="127.0.0.1:0"))
     manager.cache.informer(CM)
     manager.cache.informer(widget)  # the CRD does not exist yet: this informer cannot sync
     async with running(manager):
@@ -224,21 +159,12 @@ async def test_readyz_answers_503_naming_the_unsynced_kind_until_it_syncs(
         assert "Widget" in body and "ConfigMap" not in body
         assert await http_get(port, "/healthz") == (200, "ok\n")
 
-        crd_file = tmp_path / "crd.yaml"
-        crd_file.write_text(yaml.safe_dump(widget_crd(group)))
-        await asyncio.to_thread(control_plane.install_crds, [crd_file])
-        try:
+        async with installed_crd(control_plane, schemaless_crd(widget, "widgets"), tmp_path):
 
             async def ready() -> bool:
                 return (await http_get(port, "/readyz")) == (200, "ok\n")
 
             await eventually(ready, "/readyz answers 200 once the Widget informer synced")
-        finally:
-            await asyncio.to_thread(
-                control_plane.request,
-                "DELETE",
-                f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.{group}",
-            )
 
 
 # -- shutdown --------------------------------------------------------------------------------------
@@ -254,7 +180,7 @@ async def test_graceful_shutdown_finishes_the_reconcile_in_flight(client: Client
         # The client still works while the manager drains: the reconcile's last write lands.
         await client.patch(CM, request.name, request.namespace, {"metadata": {"labels": {"done": "yes"}}})
 
-    manager = Manager(client, options(namespace))
+    manager = Manager(client, manager_options(namespace))
     manager.controller(unique("graceful")).for_kind(CM).complete(reconcile)
     await client.create(configmap("slow", namespace))
     task = asyncio.create_task(manager.run())
@@ -268,29 +194,44 @@ async def test_graceful_shutdown_finishes_the_reconcile_in_flight(client: Client
     assert cm["metadata"]["labels"] == {"done": "yes"}
 
 
-async def test_events_recorded_by_a_reconcile_are_written_before_run_returns(
+async def test_events_queued_while_shutting_down_are_written_before_run_returns(
     client: Client, namespace: str
 ) -> None:
     name = unique("events")
-    manager = Manager(client, options(namespace))
+    manager = Manager(client, manager_options(namespace))
     recorder = manager.event_recorder(name)
     assert manager.event_recorder(name) is recorder
+    entered = asyncio.Event()
+    release = asyncio.Event()
     recorded: list[Request] = []
 
     async def reconcile(request: Request) -> None:
+        entered.set()
+        await release.wait()
         cm = manager.cache.get(CM, request.name, request.namespace)
         assert cm is not None
-        recorder.normal(cm, "Reconciled", f"reconciled {request}")
+        # Queued after shutdown began: only the manager's flush can write these now.
+        for reason in ("Reconciled", "Drained", "Finished"):
+            recorder.normal(cm, reason, f"{reason.lower()} {request}")
         recorded.append(request)
 
     manager.controller(name).for_kind(CM).complete(reconcile)
     await client.create(configmap("noted", namespace))
-    async with running(manager):
-        await eventually(lambda: recorded, "the reconcile queued its event")
-    # run() has returned: the queued Event must be in the API server now, without polling.
+    task = asyncio.create_task(manager.run())
+    await asyncio.wait_for(entered.wait(), DEADLINE)
+    manager.stop()
+    release.set()
+    await asyncio.wait_for(task, DEADLINE)
+    assert recorded == [Request(namespace, "noted")]
+    # run() has returned: every queued Event must be in the API server now, without polling.
     events, _ = await client.list(GVK("events.k8s.io", "v1", "Event"), namespace)
     notes = [e.get("note") for e in events if e.get("regarding", {}).get("name") == "noted"]
     assert any(note and "reconciled" in note for note in notes), notes
+    assert sorted(e["reason"] for e in events if e.get("regarding", {}).get("name") == "noted") == [
+        "Drained",
+        "Finished",
+        "Reconciled",
+    ]
 
 
 async def test_shutdown_cancels_a_reconcile_that_outlives_the_graceful_timeout(
@@ -307,7 +248,7 @@ async def test_shutdown_cancels_a_reconcile_that_outlives_the_graceful_timeout(
             cancelled.set()
             raise
 
-    manager = Manager(client, options(namespace, graceful_shutdown_timeout=0.5))
+    manager = Manager(client, manager_options(namespace, graceful_shutdown_timeout=0.5))
     manager.controller(unique("stuck")).for_kind(CM).complete(reconcile)
     await client.create(configmap("stuck", namespace))
     task = asyncio.create_task(manager.run())
@@ -319,7 +260,7 @@ async def test_shutdown_cancels_a_reconcile_that_outlives_the_graceful_timeout(
 
 async def test_sigterm_shuts_the_manager_down_gracefully(client: Client, namespace: str) -> None:
     seen = Seen()
-    manager = Manager(client, options(namespace, install_signal_handlers=True))
+    manager = Manager(client, manager_options(namespace, install_signal_handlers=True))
     manager.controller(unique("sigterm")).for_kind(CM).complete(seen)
     await client.create(configmap("a", namespace))
     task = asyncio.create_task(manager.run())
@@ -341,7 +282,7 @@ async def test_manager_survives_an_apiserver_restart_and_reconciles_later_change
     client: Client, namespace: str, control_plane: ControlPlane
 ) -> None:
     seen = Seen()
-    manager = Manager(client, options(namespace))
+    manager = Manager(client, manager_options(namespace))
     manager.controller(unique("restart")).for_kind(CM).complete(seen)
     async with running(manager) as task:
         await client.create(configmap("before", namespace))
@@ -370,7 +311,7 @@ async def test_manager_survives_an_apiserver_restart_and_reconciles_later_change
 
 
 def elected_options(namespace: str, lease: str, **overrides: Any) -> ManagerOptions:
-    return options(
+    return manager_options(
         namespace,
         leader_election=True,
         leader_election_id=lease,

@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-import base64
 import copy
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from agentkube.controllers.children import CONFIG_MAP, DEPLOYMENT, POD_DISRUPTION_BUDGET, SERVICE
-from agentkube.controllers.mcp import MCP
-from agentkube.controllers.secrets import SECRET
+from agentkube.controllers.kinds import CONFIG_MAP, DEPLOYMENT, MCP, POD_DISRUPTION_BUDGET, SECRET, SERVICE
 from agentkube.controllers.workload import CONFIG_HASH_ANNOTATION
 from agentkube.dataplane.mcp.config import HttpUpstream, load_mcp_proxy_config
 from agentkube.runtime.client import Client
-from agentkube.runtime.errors import NotFound
 from agentkube.runtime.gvk import GVK
-from agentkube.testing.controlplane import ControlPlane
 from test.integration.operator_harness import (
     IMAGE,
     RunningOperator,
     condition,
     eventually,
-    running_operator,
+    get_or_none,
+    mcp_object,
+    secret_object,
     set_available,
 )
 
@@ -49,24 +45,6 @@ def seed_docs(namespace: str) -> list[dict[str, Any]]:
     return docs
 
 
-def mcp_object(namespace: str, name: str, upstreams: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "agentkube.io/v1alpha1",
-        "kind": "MCP",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"upstreams": upstreams, **spec},
-    }
-
-
-def secret_object(namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-    }
-
-
 def http(name: str = "github", secret: str = "pat", key: str = "token") -> dict[str, Any]:
     return {
         "name": name,
@@ -78,19 +56,6 @@ def http(name: str = "github", secret: str = "pat", key: str = "token") -> dict[
 
 def ref(name: str) -> dict[str, Any]:
     return {"name": f"to-{name}", "kind": "mcpRef", "mcpRef": {"name": name}}
-
-
-@pytest.fixture
-async def operator(control_plane: ControlPlane, namespace: str) -> AsyncIterator[RunningOperator]:
-    async with running_operator(str(control_plane.kubeconfig), namespace=namespace) as op:
-        yield op
-
-
-async def get_or_none(client: Client, gvk: GVK, name: str, namespace: str) -> dict[str, Any] | None:
-    try:
-        return await client.get(gvk, name, namespace)
-    except NotFound:
-        return None
 
 
 async def mcp_condition(client: Client, namespace: str, name: str, ctype: str = "Accepted") -> dict[str, Any]:

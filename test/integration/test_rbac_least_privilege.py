@@ -4,7 +4,7 @@ work, every namespace watched and leader election on, and the API server refuses
 
 from __future__ import annotations
 
-import base64
+import functools
 import shutil
 import subprocess
 import sys
@@ -14,13 +14,17 @@ from typing import Any
 import pytest
 import yaml
 
-from agentkube.controllers.children import DEPLOYMENT, POD_DISRUPTION_BUDGET
-from agentkube.controllers.llmgateway import LLM_GATEWAY
-from agentkube.controllers.mcp import MCP
+from agentkube.controllers.kinds import DEPLOYMENT, LLM_GATEWAY, MCP, POD_DISRUPTION_BUDGET
 from agentkube.runtime.client import Client
 from agentkube.runtime.errors import NotFound
 from agentkube.testing.controlplane import ControlPlane
-from test.integration.operator_harness import condition, eventually, running_operator, set_available
+from test.integration.operator_harness import (
+    condition,
+    eventually_allowed,
+    running_operator,
+    secret_object,
+    set_available,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -41,15 +45,6 @@ def rendered_rbac() -> list[dict[str, Any]]:
     ).stdout
     docs = [d for d in yaml.safe_load_all(out) if d and d["kind"] in RBAC_KINDS]
     return sorted(docs, key=lambda d: d["kind"] != "Namespace")
-
-
-def secret(namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-    }
 
 
 def mcp(namespace: str, name: str, secret_name: str, **spec: Any) -> dict[str, Any]:
@@ -75,9 +70,9 @@ async def test_operator_as_its_service_account_is_refused_nothing(
     gateway = yaml.safe_load((ROOT / "config" / "samples" / "agentkube_v1alpha1_llmgateway.yaml").read_text())
     gateway["metadata"]["namespace"] = namespace
     for obj in (
-        secret(namespace, "pat", {"token": "t"}),
-        secret(namespace, "anthropic-key", {"api-key": "k"}),
-        secret(namespace, "shared-gateway-api-keys", {"team-a": "a"}),
+        secret_object(namespace, "pat", {"token": "t"}),
+        secret_object(namespace, "anthropic-key", {"api-key": "k"}),
+        secret_object(namespace, "shared-gateway-api-keys", {"team-a": "a"}),
         mcp(namespace, "tools", "pat", replicas=2),
         mcp(namespace, "broken", "missing"),
         gateway,
@@ -92,15 +87,7 @@ async def test_operator_as_its_service_account_is_refused_nothing(
         leader_election_namespace="agentkube-system",
         leader_election_id=f"agentkube-rbac-{namespace}",
     ) as op:
-
-        async def until(check: Any, what: str) -> None:
-            async def refused_nothing_and() -> Any:
-                # A refusal fails the test at once, naming the request, rather than as a timeout later.
-                assert op.client.denied == []
-                result = check()
-                return await result if hasattr(result, "__await__") else result
-
-            await eventually(refused_nothing_and, what)
+        until = functools.partial(eventually_allowed, op)
 
         async def accepted(gvk: Any, name: str, status: str) -> bool:
             c = condition(await client.get(gvk, name, namespace), "Accepted")
@@ -123,7 +110,7 @@ async def test_operator_as_its_service_account_is_refused_nothing(
             return False
 
         await until(pruned, "the PDB is pruned")
-        await client.apply(secret(namespace, "missing", {"token": "now"}), field_manager="test")
+        await client.apply(secret_object(namespace, "missing", {"token": "now"}), field_manager="test")
         await until(lambda: accepted(MCP, "broken", "True"), "the broken MCP recovers")
         await until(lambda: client.get(DEPLOYMENT, "broken", namespace), "its Deployment exists")
         await until(op.idle, "the controllers are idle")

@@ -3,42 +3,45 @@ ownership, the Gateway's Programmed condition, OpenTelemetry translation, zero w
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 import yaml
 
-from agentkube.controllers.children import DEPLOYMENT, SERVICE
-from agentkube.controllers.gatewayapi import (
+from agentkube.controllers.kinds import (
     AGENTGATEWAY_BACKEND,
     AGENTGATEWAY_PARAMETERS,
+    DEPLOYMENT,
     GATEWAY,
     HTTP_ROUTE,
+    SERVICE,
+    TOOL_GATEWAY,
+    TOOL_GATEWAY_CLASS,
+    TOOL_SERVER,
 )
-from agentkube.controllers.toolgateway import TOOL_GATEWAY, ToolGatewayReconciler
-from agentkube.controllers.toolgatewayclass import TOOL_GATEWAY_CLASS
-from agentkube.controllers.toolserver import TOOL_SERVER
-from agentkube.runtime.client import Client
-from agentkube.runtime.errors import AlreadyExists, NotFound
+from agentkube.controllers.toolgateway import ToolGatewayReconciler
 from agentkube.runtime.gvk import GVK
 from agentkube.runtime.reconcile import Request
 from agentkube.testing import ControlPlane
-from test.integration.conftest import running_tool_operator
-from test.integration.operator_harness import RunningOperator, condition, eventually
+from test.integration.operator_harness import (
+    TOOL_CONTROLLERS,
+    RunningOperator,
+    World,
+    condition,
+    eventually,
+    running_operator,
+)
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "config" / "samples"
 CONTROLLER = "runtime.agentic-layer.ai/tool-gateway-agentgateway-controller"
-TEST_MANAGER = "agentkube-test"
 
 
 def sample(name: str) -> dict[str, Any]:
@@ -71,47 +74,6 @@ def tool_gateway(name: str, namespace: str, class_name: str | None = None, **spe
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec,
     }
-
-
-class World:
-    """Objects a test applies as a user would, deleted when the test ends (nothing garbage-collects)."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.applied: dict[tuple[GVK, str | None, str], None] = {}
-
-    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        result = await self.client.apply(obj, field_manager=TEST_MANAGER)
-        meta = result["metadata"]
-        self.applied[(GVK.from_object(result), meta.get("namespace"), meta["name"])] = None
-        return result
-
-    async def get(self, gvk: GVK, name: str, namespace: str | None = None) -> dict[str, Any] | None:
-        try:
-            return await self.client.get(gvk, name, namespace)
-        except NotFound:
-            return None
-
-    async def delete(self, gvk: GVK, name: str, namespace: str | None = None) -> None:
-        with contextlib.suppress(NotFound):
-            await self.client.delete(gvk, name, namespace)
-
-    async def namespace(self, name: str) -> None:
-        with contextlib.suppress(AlreadyExists):
-            await self.client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-
-    async def cleanup(self) -> None:
-        for gvk, namespace, name in reversed(list(self.applied)):
-            await self.delete(gvk, name, namespace)
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def world(client: Client) -> AsyncIterator[World]:
-    w = World(client)
-    try:
-        yield w
-    finally:
-        await w.cleanup()
 
 
 def children_spec(obj: dict[str, Any] | None) -> Any:
@@ -441,7 +403,7 @@ async def test_each_child_and_status_is_written_once_and_again_at_rest_nothing(
         }
     )
     assert control_plane.kubeconfig is not None
-    async with running_tool_operator(str(control_plane.kubeconfig)) as operator:
+    async with running_operator(str(control_plane.kubeconfig), controllers=TOOL_CONTROLLERS) as operator:
         await wait_condition(world, TOOL_GATEWAY, gw, namespace, "ToolServersRouted", status="True")
         await wait_condition(world, TOOL_SERVER, server, namespace, "Accepted", status="True")
         await eventually(operator.idle, "the controllers are idle")

@@ -5,20 +5,30 @@ written and pruned, status released) and the API server refuses them nothing."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any
 
 import pytest
 
-from agentkube.controllers.gatewayapi import AGENTGATEWAY_PARAMETERS, GATEWAY, HTTP_ROUTE
-from agentkube.controllers.toolgateway import TOOL_GATEWAY
-from agentkube.controllers.toolgatewayclass import TOOL_GATEWAY_CLASS
-from agentkube.controllers.toolserver import TOOL_SERVER
+from agentkube.controllers.kinds import (
+    AGENTGATEWAY_PARAMETERS,
+    GATEWAY,
+    HTTP_ROUTE,
+    TOOL_GATEWAY,
+    TOOL_GATEWAY_CLASS,
+    TOOL_SERVER,
+)
 from agentkube.runtime.client import Client
 from agentkube.runtime.errors import NotFound
 from agentkube.runtime.gvk import GVK
 from agentkube.testing.controlplane import ControlPlane
-from test.integration.conftest import running_tool_operator
-from test.integration.operator_harness import condition, eventually, set_available
+from test.integration.operator_harness import (
+    TOOL_CONTROLLERS,
+    condition,
+    eventually_allowed,
+    running_operator,
+    set_available,
+)
 from test.integration.test_rbac_least_privilege import GROUPS, SERVICE_ACCOUNT, rendered_rbac
 from test.integration.test_toolgateway_controller import tool_gateway, tool_gateway_class, unique
 from test.integration.test_toolserver_controller import tool_server
@@ -53,15 +63,8 @@ async def test_tool_gateway_controllers_as_the_service_account_are_refused_nothi
 
     kubeconfig = control_plane.user_kubeconfig(SERVICE_ACCOUNT, GROUPS)
     try:
-        async with running_tool_operator(str(kubeconfig)) as op:
-
-            async def until(check: Any, what: str) -> None:
-                async def refused_nothing_and() -> Any:
-                    assert op.client.denied == []
-                    result = check()
-                    return await result if hasattr(result, "__await__") else result
-
-                await eventually(refused_nothing_and, what)
+        async with running_operator(str(kubeconfig), controllers=TOOL_CONTROLLERS) as op:
+            until = functools.partial(eventually_allowed, op)
 
             async def status_of(gvk: Any, name: str, ctype: str, ns: str | None = namespace) -> str | None:
                 c = condition(await client.get(gvk, name, ns), ctype)

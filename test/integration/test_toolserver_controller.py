@@ -10,15 +10,17 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from agentkube.controllers.children import DEPLOYMENT, SERVICE
-from agentkube.controllers.gatewayapi import AGENTGATEWAY_BACKEND, HTTP_ROUTE
-from agentkube.controllers.toolgateway import TOOL_GATEWAY
-from agentkube.controllers.toolserver import TOOL_SERVER
-from agentkube.runtime.client import Client
+from agentkube.controllers.kinds import (
+    AGENTGATEWAY_BACKEND,
+    DEPLOYMENT,
+    HTTP_ROUTE,
+    SERVICE,
+    TOOL_GATEWAY,
+    TOOL_SERVER,
+)
 from agentkube.testing import ControlPlane
-from test.integration.operator_harness import RunningOperator, condition, eventually, set_available
+from test.integration.operator_harness import RunningOperator, World, condition, eventually, set_available
 from test.integration.test_toolgateway_controller import (
-    World,
     status_condition,
     tool_gateway,
     tool_gateway_class,
@@ -47,15 +49,6 @@ def tool_server(
         "metadata": {"name": name, "namespace": namespace},
         "spec": body,
     }
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def world(client: Client) -> AsyncIterator[World]:
-    w = World(client)
-    try:
-        yield w
-    finally:
-        await w.cleanup()
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -7,47 +7,28 @@ each status written once, and any later pass over the unchanged world must write
 
 from __future__ import annotations
 
-import base64
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from agentkube.controllers.llmgateway import LLM_GATEWAY
-from agentkube.controllers.mcp import MCP
+from agentkube.controllers.kinds import LLM_GATEWAY, MCP
 from agentkube.runtime.client import Client
 from agentkube.testing.controlplane import ControlPlane
 from test.integration.operator_harness import (
     RunningOperator,
     condition,
     eventually,
+    mcp_object,
     running_operator,
+    secret_object,
     set_available,
 )
 
 pytestmark = pytest.mark.integration
 
 SAMPLES = Path(__file__).resolve().parents[2] / "config" / "samples"
-
-
-def secret(namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-    }
-
-
-def mcp(namespace: str, name: str, upstreams: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "agentkube.io/v1alpha1",
-        "kind": "MCP",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"upstreams": upstreams, **spec},
-    }
 
 
 HTTP = {
@@ -64,13 +45,13 @@ async def populate(client: Client, namespace: str) -> None:
     gateway = yaml.safe_load((SAMPLES / "agentkube_v1alpha1_llmgateway.yaml").read_text())
     gateway["metadata"]["namespace"] = namespace
     objects = [
-        secret(namespace, "pat", {"token": "t"}),
-        secret(namespace, "anthropic-key", {"api-key": "k"}),
-        secret(namespace, "shared-gateway-api-keys", {"team-a": "a"}),
-        mcp(namespace, "one", [HTTP]),
-        mcp(namespace, "two", [HTTP], replicas=2),
-        mcp(namespace, "front", [{"name": "one", "kind": "mcpRef", "mcpRef": {"name": "one"}}]),
-        mcp(
+        secret_object(namespace, "pat", {"token": "t"}),
+        secret_object(namespace, "anthropic-key", {"api-key": "k"}),
+        secret_object(namespace, "shared-gateway-api-keys", {"team-a": "a"}),
+        mcp_object(namespace, "one", [HTTP]),
+        mcp_object(namespace, "two", [HTTP], replicas=2),
+        mcp_object(namespace, "front", [{"name": "one", "kind": "mcpRef", "mcpRef": {"name": "one"}}]),
+        mcp_object(
             namespace,
             "broken",
             [{**HTTP, "auth": {"mode": "bearer", "secretRef": {"name": "gone", "key": "k"}}}],

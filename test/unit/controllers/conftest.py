@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agentkube.controllers import secrets
-from agentkube.controllers.mcp import MCP
+from agentkube.controllers.kinds import MCP, SECRET
+from agentkube.controllers.secrets import digest_secret
 from agentkube.runtime.cache import Cache
 from agentkube.runtime.gvk import GVK
 
@@ -63,13 +63,13 @@ class World:
 
     def __init__(self) -> None:
         self.cache = Cache(None)  # type: ignore[arg-type]
-        self.secrets = secrets.informer(self.cache)
+        self.secrets = self.cache.informer(SECRET, transform=digest_secret)
         self.mcps = self.cache.informer(MCP)
 
     def add(self, obj: dict[str, Any]) -> dict[str, Any]:
         gvk = GVK.from_object(obj)
-        if gvk == secrets.SECRET:
-            self.secrets.store.upsert(secrets.digest_secret(obj))
+        if gvk == SECRET:
+            self.secrets.store.upsert(digest_secret(obj))
         else:
             self.cache.informer(gvk).store.upsert(obj)
         return obj

@@ -8,8 +8,6 @@ from typing import Any
 import pytest
 
 from agentkube.controllers.children import (
-    CONFIG_MAP,
-    DEPLOYMENT,
     DESIRED_HASH_ANNOTATION,
     ChildChanges,
     Children,
@@ -19,6 +17,7 @@ from agentkube.controllers.children import (
     owner_reference,
     standard_labels,
 )
+from agentkube.controllers.kinds import CONFIG_MAP, DEPLOYMENT
 from agentkube.runtime.cache import Cache
 from agentkube.runtime.gvk import ObjectKey
 from test.unit.controllers.conftest import served

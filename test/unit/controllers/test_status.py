@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from agentkube.controllers.status import (
     Problem,
+    StatusWriter,
     accepted_condition,
     available_condition,
     merge_conditions,
@@ -73,3 +76,46 @@ def test_unchanged_conditions_keep_their_transition_time_and_foreign_ones_are_le
     assert again == first
     flipped = merge_conditions(live, [accepted_condition([Problem("SecretNotFound", "m")], 1)], now=T1)
     assert flipped[0]["lastTransitionTime"] == "2026-01-02T00:00:00Z"
+
+
+def test_a_declared_condition_type_left_out_is_dropped_and_other_types_are_not_ours() -> None:
+    live = {
+        "status": {
+            "conditions": [
+                *merge_conditions({}, [accepted_condition([], 1)], now=T0),
+                {"type": "OpenTelemetryTranslated", "status": "True"},
+                {"type": "example.com/Other", "status": "True"},
+            ]
+        }
+    }
+    types = ("Accepted", "OpenTelemetryTranslated")
+    kept = merge_conditions(live, [accepted_condition([], 1)], types, now=T1)
+    assert [c["type"] for c in kept] == ["Accepted"]
+    assert kept[0]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+
+
+async def test_status_writer_writes_nothing_when_the_object_shows_the_owned_fields() -> None:
+    # No client: a write would fail the test.
+    writer = StatusWriter(None, fields=("observedGeneration", "url", "conditions"))
+    conditions = merge_conditions({}, [accepted_condition([], 1)], now=T0)
+    live = {
+        "apiVersion": "agentkube.io/v1alpha1",
+        "kind": "MCP",
+        "metadata": {"name": "m", "namespace": "n", "uid": "u", "resourceVersion": "5"},
+        # Fields and conditions of other writers are not compared.
+        "status": {
+            "observedGeneration": 1,
+            "url": "http://m",
+            "conditions": [*conditions, {"type": "example.com/Other", "status": "True"}],
+            "theirs": 1,
+        },
+    }
+    wanted = {"observedGeneration": 1, "url": "http://m", "conditions": [accepted_condition([], 1)]}
+    assert await writer.apply(live, wanted) is False
+
+
+async def test_status_writer_refuses_a_field_the_controller_did_not_declare() -> None:
+    writer = StatusWriter(None, fields=("observedGeneration",))
+    obj = {"apiVersion": "v1", "kind": "X", "metadata": {"name": "m", "uid": "u"}, "status": {}}
+    with pytest.raises(ValueError, match="url"):
+        await writer.apply(obj, {"observedGeneration": 1, "url": "http://m"})

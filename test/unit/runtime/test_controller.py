@@ -100,11 +100,13 @@ class Recorder:
         return outcome
 
 
-async def started(controller: Controller, source: MemorySource) -> asyncio.Task[None]:
+async def started(controller: Controller) -> tuple[MemorySource, asyncio.Task[None]]:
+    """Run ``controller`` on a synced in-memory source; return the source to emit on, and the run."""
+    source = MemorySource()
     controller.watch(source, EnqueueRequestForObject())
     task = asyncio.create_task(controller.run())
     await eventually(lambda: bool(source.handlers))
-    return task
+    return source, task
 
 
 async def stopped(controller: Controller, task: asyncio.Task[None]) -> None:
@@ -135,8 +137,7 @@ async def test_success_reconciles_once_and_counts_success() -> None:
     name = unique("success")
     reconciler = Recorder()
     controller = Controller(name, reconciler)
-    source = MemorySource()
-    task = await started(controller, source)
+    source, task = await started(controller)
     source.add("a")
     await eventually(lambda: total(name, "success") == 1)
     assert [r for r, _ in reconciler.calls] == [Request("ns", "a")]
@@ -150,8 +151,7 @@ async def test_error_retries_with_growing_delays_and_is_counted() -> None:
     conflict = Conflict(409, "Conflict", "the object has been modified")
     reconciler = Recorder(conflict, conflict, conflict, None)
     controller = Controller(name, reconciler, rate_limiter=fast_backoff())
-    source = MemorySource()
-    task = await started(controller, source)
+    source, task = await started(controller)
     source.add("a")
     await eventually(lambda: total(name, "success") == 1)
     times = [t for _, t in reconciler.calls]
@@ -175,8 +175,7 @@ async def test_unexpected_exception_is_a_panic_retried_and_the_worker_survives()
     name = unique("panic")
     reconciler = Recorder(KeyError("spec"), None, None)
     controller = Controller(name, reconciler, rate_limiter=fast_backoff())
-    source = MemorySource()
-    task = await started(controller, source)
+    source, task = await started(controller)
     source.add("a")
     await eventually(lambda: total(name, "success") == 1)
     source.add("b")
@@ -192,8 +191,7 @@ async def test_terminal_error_is_not_retried() -> None:
     name = unique("terminal")
     reconciler = Recorder(TerminalError("spec.port: must be 1-65535"))
     controller = Controller(name, reconciler, rate_limiter=fast_backoff())
-    source = MemorySource()
-    task = await started(controller, source)
+    source, task = await started(controller)
     source.add("a")
     await eventually(lambda: total(name, "error") == 1)
     assert sample("controller_runtime_terminal_reconcile_errors_total", name) == 1
@@ -220,8 +218,7 @@ async def test_terminal_error_wrapped_in_a_task_group_is_terminal() -> None:
             tasks.create_task(fail())
 
     controller = Controller(name, reconcile, rate_limiter=fast_backoff())
-    source = MemorySource()
-    task = await started(controller, source)
+    source, task = await started(controller)
     source.add("a")
     await eventually(lambda: total(name, "error") == 1)
     assert sample("controller_runtime_terminal_reconcile_errors_total", name) == 1
@@ -233,8 +230,7 @@ async def test_requeue_after_forgets_backoff_and_reconciles_again_later() -> Non
     name = unique("requeue-after")
     reconciler = Recorder(RuntimeError("boom"), Result(requeue_after=0.1), None)
     controller = Controller(name, reconciler, rate_limiter=fast_backoff())
-    source = MemorySource()
-    task = await started(controller, source)
+    source, task = await started(controller)
     source.add("a")
     await eventually(lambda: total(name, "success") == 1)
     assert total(name, "requeue_after") == 1
@@ -248,8 +244,7 @@ async def test_requeue_uses_the_rate_limiter_and_its_own_label() -> None:
     name = unique("requeue")
     reconciler = Recorder(Result(requeue=True), None)
     controller = Controller(name, reconciler, rate_limiter=fast_backoff())
-    source = MemorySource()
-    task = await started(controller, source)
+    source, task = await started(controller)
     source.add("a")
     await eventually(lambda: total(name, "success") == 1)
     assert total(name, "requeue") == 1
@@ -261,8 +256,7 @@ async def test_each_reconcile_binds_a_fresh_reconcile_id_with_its_object() -> No
     name = unique("logctx")
     reconciler = Recorder(RuntimeError("again"), None, None)
     controller = Controller(name, reconciler, rate_limiter=fast_backoff())
-    source = MemorySource()
-    task = await started(controller, source)
+    source, task = await started(controller)
     source.add("a", namespace="team-a")
     await eventually(lambda: total(name, "success") == 1)
     source.add("b", namespace="team-b")
@@ -297,8 +291,7 @@ async def test_workers_run_concurrently_but_never_on_the_same_request() -> None:
         done.append(request)
 
     controller = Controller(name, reconcile, max_concurrent_reconciles=3)
-    source = MemorySource()
-    task = await started(controller, source)
+    source, task = await started(controller)
     for n in ("a", "b", "c", "d"):
         source.add(n)
     await eventually(lambda: len(running) == 3)
@@ -395,8 +388,7 @@ async def test_stop_finishes_the_reconcile_in_flight_and_takes_no_more_work() ->
         finished.append(request.name)
 
     controller = Controller(name, reconcile)
-    source = MemorySource()
-    task = await started(controller, source)
+    source, task = await started(controller)
     source.add("a")
     source.add("b")
     await asyncio.wait_for(entered.wait(), 5)
