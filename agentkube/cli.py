@@ -23,6 +23,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agentkube.controllers import OperatorOptions
+
 if TYPE_CHECKING:
     from agentkube.testing import ControlPlane
 
@@ -60,6 +62,16 @@ def _manager_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--dataplane-image",
         default=os.environ.get("AGENTKUBE_DATAPLANE_IMAGE", DEFAULT_DATAPLANE_IMAGE),
         help="image the MCP proxy and LLM gateway Deployments run (default %(default)s)",
+    )
+    p.add_argument(
+        "--tool-gateway-controller",
+        default=OperatorOptions.tool_gateway_controller,
+        help="ToolGatewayClass spec.controller value this operator answers to (%(default)s)",
+    )
+    p.add_argument(
+        "--gateway-class-name",
+        default=OperatorOptions.gateway_class_name,
+        help="Gateway API GatewayClass the Gateways of ToolGateways use (%(default)s)",
     )
     p.add_argument(
         "--graceful-shutdown-timeout", type=float, default=30.0, help="seconds (default %(default)s)"
@@ -141,7 +153,7 @@ def _start_local_control_plane() -> ControlPlane:
 async def _run_manager(args: argparse.Namespace, kubeconfig: str | None) -> int:
     import prometheus_client
 
-    from agentkube.controllers import OperatorOptions, setup_all
+    from agentkube.controllers import setup_all
     from agentkube.runtime.client import Client
     from agentkube.runtime.leaderelection import LeaderElectionLost
     from agentkube.runtime.logging import configure_logging
@@ -165,7 +177,14 @@ async def _run_manager(args: argparse.Namespace, kubeconfig: str | None) -> int:
     )
     async with await Client.from_kubeconfig(kubeconfig) as client:
         manager = Manager(client, options)
-        setup_all(manager, OperatorOptions(dataplane_image=args.dataplane_image))
+        setup_all(
+            manager,
+            OperatorOptions(
+                dataplane_image=args.dataplane_image,
+                tool_gateway_controller=args.tool_gateway_controller,
+                gateway_class_name=args.gateway_class_name,
+            ),
+        )
         try:
             await manager.run()
         except LeaderElectionLost:

@@ -255,9 +255,7 @@ async def _measure(plane: ControlPlane, n: int, manager: subprocess.Popen[bytes]
 
 
 def _run(n: int) -> Run:
-    # Every MCP gets a ClusterIP Service: the test control plane's /24 would run out at 254.
-    flags = ["--service-cluster-ip-range=10.96.0.0/16"]
-    with ControlPlane(crd_paths=[ROOT / "config" / "crd" / "bases"], apiserver_flags=flags) as plane:
+    with ControlPlane(crd_paths=[ROOT / "config" / "crd" / "bases"]) as plane:
         port = _free_port()
         command = [sys.executable, "-m", "bench.converge", "--manager", str(plane.kubeconfig), str(port)]
         manager = subprocess.Popen([*command, str(SYNC_PERIOD)], cwd=ROOT, stdout=subprocess.PIPE)
