@@ -590,8 +590,16 @@ async def test_gateway_moved_to_another_controllers_class_loses_our_children_and
         return obj is not None and not (obj.get("status") or {}).get("conditions")
 
     await eventually(released, "our conditions are released")
-    assert await world.get(GATEWAY, "gw", namespace) is None
-    assert await world.get(AGENTGATEWAY_PARAMETERS, "gw", namespace) is None
+
+    # The status is released first and the children deleted after it (so a failed delete is retried
+    # while the children still mark the gateway as once ours): poll for the children too.
+    async def children_gone() -> bool:
+        return (
+            await world.get(GATEWAY, "gw", namespace) is None
+            and await world.get(AGENTGATEWAY_PARAMETERS, "gw", namespace) is None
+        )
+
+    await eventually(children_gone, "our children are deleted")
 
 
 # -------------------------------------------------------------------------- gateway status

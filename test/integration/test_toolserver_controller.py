@@ -123,9 +123,10 @@ async def test_server_without_gateway_runs_without_routes_and_reports_availabili
     assert container["envFrom"] == [{"secretRef": {"name": "solo-env"}}]
     assert container["resources"] == {"requests": {"cpu": "100m"}, "limits": {"memory": "256Mi"}}
     assert deployment["metadata"]["labels"]["runtime.agentic-layer.ai/transport"] == "sse"
-    assert await world.get(SERVICE, "solo", namespace) is not None
     available = await wait_condition(world, TOOL_SERVER, "solo", namespace, "Available", status="Unknown")
     assert available["reason"] == "DeploymentStatusUnknown"
+    # Children are applied together and status after all of them: by now the Service exists too.
+    assert await world.get(SERVICE, "solo", namespace) is not None
     obj = await world.get(TOOL_SERVER, "solo", namespace)
     assert obj is not None
     # transportType sse: the path defaults to /sse.
