@@ -29,7 +29,7 @@ envtest: ## Build (or reuse) kube-apiserver and etcd from Go modules; prints the
 	@hack/build-envtest.sh
 
 .PHONY: lint
-lint: venv ## ruff (lint + format check) and mypy --strict on agentkube/runtime.
+lint: venv ## ruff (lint + format check) and mypy --strict on agentkube/runtime and agentkube/testing.
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy agentkube/runtime agentkube/testing

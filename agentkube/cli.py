@@ -37,7 +37,7 @@ DEFAULT_DATAPLANE_IMAGE = f"{IMAGE_REPOSITORY}:{version('agentkube')}"
 
 def _manager_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("manager", help="run the operator")
-    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)")
     p.add_argument("--leader-elect", action="store_true", help="elect a leader through a Lease (default off)")
     p.add_argument(
         "--leader-election-id", default="agentkube-leader", help="Lease name (default %(default)s)"
@@ -144,10 +144,15 @@ def _start_local_control_plane() -> ControlPlane:
         print(f"agentkube: {missing}; building them now (once, cached)", file=sys.stderr)
         built = subprocess.run(["bash", str(script)], check=True, stdout=subprocess.PIPE, text=True)
         os.environ["KUBEBUILDER_ASSETS"] = built.stdout.strip()
-    crd_dir = Path(tempfile.mkdtemp(prefix="agentkube-crds-"))
-    write_crds(crd_dir)
-    plane = ControlPlane(crd_paths=[crd_dir, *cached_crd_dirs()], use_existing_cluster=False)
-    return plane.start()
+    plane = ControlPlane(use_existing_cluster=False).start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="agentkube-crds-") as crd_dir:
+            write_crds(crd_dir)
+            plane.install_crds([crd_dir, *cached_crd_dirs()])
+    except BaseException:
+        plane.stop()
+        raise
+    return plane
 
 
 async def _run_manager(args: argparse.Namespace, kubeconfig: str | None) -> int:

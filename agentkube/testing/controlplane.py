@@ -492,11 +492,6 @@ class ControlPlane:
             raise HTTPError(method, path, status, raw)
         return json.loads(raw) if raw else {}
 
-    def apply(self, obj: dict[str, Any], *, field_manager: str = "agentkube-envtest") -> dict[str, Any]:
-        """Server-side apply one object whose kind's REST path is given by ``_path_of``."""
-        path = _path_of(obj) + f"?fieldManager={field_manager}&force=true"
-        return self.request("PATCH", path, obj, content_type="application/apply-patch+yaml")
-
     def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
         meta: dict[str, Any] = {"name": name}
         if labels:
@@ -517,7 +512,14 @@ class ControlPlane:
         until each is Established and discovery serves all its versions. Returns the CRD names."""
         crds = [doc for doc in _load_yaml_docs(paths) if doc.get("kind") == "CustomResourceDefinition"]
         for crd in crds:
-            self.apply(crd)
+            name = crd["metadata"]["name"]
+            path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+            self.request(
+                "PATCH",
+                f"{path}?fieldManager=agentkube-envtest&force=true",
+                crd,
+                content_type="application/apply-patch+yaml",
+            )
         deadline = time.monotonic() + timeout
         for crd in crds:
             self._wait_served(crd, deadline)
@@ -562,13 +564,3 @@ def _load_yaml_docs(paths: Iterable[str | os.PathLike[str]]) -> Iterator[dict[st
             for doc in yaml.safe_load_all(f.read_text()):
                 if isinstance(doc, dict):
                     yield doc
-
-
-def _path_of(obj: dict[str, Any]) -> str:
-    """REST path of the few built-in kinds set-up code applies (CRDs, namespaces)."""
-    kind, name = obj["kind"], obj["metadata"]["name"]
-    if kind == "CustomResourceDefinition":
-        return f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
-    if kind == "Namespace":
-        return f"/api/v1/namespaces/{name}"
-    raise ControlPlaneError(f"ControlPlane.apply does not know the path of kind {kind}; use a client")
