@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-import pytest
-
 from agentkube.controllers import OperatorOptions, llmgateway, mcp, toolgateway, toolgatewayclass, toolserver
 from agentkube.controllers.kinds import DEPLOYMENT
 from agentkube.runtime import metrics
@@ -28,6 +26,7 @@ from agentkube.runtime.errors import AlreadyExists, Forbidden, NotFound
 from agentkube.runtime.gvk import GVK
 from agentkube.runtime.manager import LeaderElectionLost, Manager, ManagerOptions
 from agentkube.runtime.reconcile import Request
+from agentkube.testing import polling
 
 __all__ = [
     "DEADLINE",
@@ -220,22 +219,9 @@ async def running_operator(
 
 
 async def eventually(check: Callable[[], Any], what: str, within: float = DEADLINE) -> Any:
-    """Poll ``check`` (sync or async) until it returns something truthy, and return that."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    last: Any = None
-    while True:
-        try:
-            result = check()
-            if isinstance(result, Awaitable):
-                result = await result
-        except (LookupError, TypeError, NotFound) as e:  # not there yet
-            result, last = None, e
-        if result:
-            return result
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {within:g} s waiting until {what} (last: {last!r})")
-        await asyncio.sleep(0.05)
+    """Poll ``check`` until it returns something truthy, and return that; an object that is not there
+    yet (NotFound, a missing key) counts as not yet."""
+    return await polling.eventually(check, what, within, ignoring=(LookupError, TypeError, NotFound))
 
 
 async def eventually_allowed(operator: RunningOperator, check: Callable[[], Any], what: str) -> Any:

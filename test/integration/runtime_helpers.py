@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from agentkube.runtime.gvk import GVK
 from agentkube.runtime.manager import LeaderElectionLost, Manager, ManagerOptions
+from agentkube.testing import eventually
 from agentkube.testing.controlplane import ControlPlane
 
 __all__ = [
@@ -40,21 +40,6 @@ __all__ = [
 
 CM = GVK("", "v1", "ConfigMap")
 DEADLINE = 60.0
-
-
-async def eventually(check: Callable[[], Any], what: str, within: float = DEADLINE) -> None:
-    """Poll ``check`` (sync or async) until it is truthy; fail naming ``what`` after ``within`` s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = check()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {within:g} s waiting until {what}")
-        await asyncio.sleep(0.05)
 
 
 def configmap(name: str, namespace: str, data: dict[str, str] | None = None, **meta: Any) -> dict[str, Any]:
