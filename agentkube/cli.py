@@ -3,6 +3,8 @@
     agentkube manager [flags]   run the operator (controllers, leader election, probes, metrics)
     agentkube crds [--output-dir DIR]
                                 print the CustomResourceDefinitions (or write one file per CRD)
+    agentkube mcp-proxy --config PATH
+                                serve an MCP proxy (what an MCP's Deployment runs)
 
 ``agentkube manager --local-control-plane=auto`` (what ``make run`` does) talks to the current
 kubeconfig when a cluster answers there, and otherwise starts a local etcd + kube-apiserver with
@@ -94,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     _manager_parser(sub)
     crds = sub.add_parser("crds", help="print the CustomResourceDefinitions")
     crds.add_argument("--output-dir", help="write one YAML file per CRD here instead of printing")
+    # The data-plane programs parse their own flags (``agentkube mcp-proxy --help``).
+    sub.add_parser("mcp-proxy", help="serve an MCP proxy (what an MCP's Deployment runs)", add_help=False)
     return parser
 
 
@@ -218,6 +222,11 @@ def _manager(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["mcp-proxy"]:
+        from agentkube.dataplane.mcp.proxy import main as mcp_proxy
+
+        return mcp_proxy(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "crds":
         return _crds(args.output_dir)

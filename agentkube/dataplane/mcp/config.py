@@ -11,6 +11,11 @@ reads it with ``load_mcp_proxy_config``. What the program may rely on:
   (``auth.secretEnv``; a stdio variable's ``valueFromEnv``); the Deployment fills those variables from
   Secrets. The proxy reads them at start-up.
 - Names are unique: upstream names within the file, variable names within one stdio upstream.
+- ``sessions.keysEnv`` names the variable holding the key ring that seals session ids: one or more
+  ``<kid>:<base64 of 32 bytes>`` entries separated by commas; the first seals, every one opens (so a
+  new key is put first and the old one kept until the sessions it sealed have expired). Every
+  replica of one MCP reads the same Secret, so any replica can continue any session.
+- ``limits`` and ``metrics`` have defaults (documented on their fields) and may be left out.
 """
 
 from __future__ import annotations
@@ -34,12 +39,15 @@ from agentkube.dataplane.configfile import (
 
 __all__ = [
     "API_VERSION",
+    "DEFAULT_METRICS_PORT",
     "KIND",
     "ConfigError",
     "HttpAuth",
     "HttpUpstream",
+    "Limits",
     "Listen",
     "MCPProxyConfig",
+    "Sessions",
     "StdioEnvVar",
     "StdioUpstream",
     "ToolFilter",
@@ -50,6 +58,8 @@ __all__ = [
 ]
 
 KIND: Final = "MCPProxyConfig"
+DEFAULT_METRICS_PORT: Final = 9090
+MiB: Final = 1024 * 1024
 
 
 class ToolFilter(ConfigModel):
@@ -87,6 +97,11 @@ class HttpUpstream(ConfigModel):
     url: str = Field(pattern=r"^https?://")
     mcp_ref: str | None = Field(
         default=None, description="namespace/name of the MCP this URL was resolved from."
+    )
+    transport: Literal["auto", "streamable-http", "sse"] = Field(
+        default="auto",
+        description="streamable-http, the older HTTP+SSE transport (2024-11-05), or auto: Streamable "
+        "HTTP, and HTTP+SSE when the server answers a POST with 404 or 405.",
     )
     auth: HttpAuth | None = None
     tools: ToolFilter | None = None
@@ -128,6 +143,49 @@ class StdioUpstream(ConfigModel):
 Upstream = Annotated[HttpUpstream | StdioUpstream, Field(discriminator="kind")]
 
 
+class Sessions(ConfigModel):
+    """How session ids of session-based (2025-era) clients are sealed."""
+
+    keys_env: EnvName | None = Field(
+        default=None,
+        description="Variable holding the key ring (``<kid>:<base64 32 bytes>``, comma separated, the "
+        "first seals). Without it the proxy makes a random key at start: sessions then only survive on "
+        "the replica that made them, which is fine for one replica.",
+    )
+    ttl_seconds: int = Field(
+        default=86400, ge=60, description="How long a session id stays valid after it was issued (1 day)."
+    )
+
+
+class Limits(ConfigModel):
+    """Bounds on what one request may cost the proxy."""
+
+    max_request_bytes: int = Field(
+        default=4 * MiB, ge=1024, description="Largest request body accepted; larger gets 413 (4 MiB)."
+    )
+    max_message_bytes: int = Field(
+        default=64 * MiB,
+        ge=16 * MiB,
+        description="Largest single message (an SSE event or a result) read from an upstream (64 MiB, "
+        "at least 16 MiB).",
+    )
+    call_timeout_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long one forwarded request may take upstream before it fails (10 minutes: "
+        "tools may run for minutes).",
+    )
+    connect_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="How long to wait for an upstream connection or handshake (10 s)."
+    )
+    grace_seconds: float = Field(
+        default=25.0,
+        ge=0,
+        description="On SIGTERM, how long in-flight requests may run on before they are cut (25 s, "
+        "inside the pod's default 30 s grace period).",
+    )
+
+
 class MCPProxyConfig(ConfigModel):
     """The whole config of one MCP proxy."""
 
@@ -135,11 +193,24 @@ class MCPProxyConfig(ConfigModel):
     kind: Literal["MCPProxyConfig"] = KIND
     name: str = Field(description="namespace/name of the MCP object, for logs and metrics.")
     listen: Listen
+    metrics: Listen = Field(
+        default_factory=lambda: Listen(port=DEFAULT_METRICS_PORT),
+        description="Where /metrics is served, apart from the MCP endpoint (port 9090).",
+    )
+    sessions: Sessions = Field(default_factory=Sessions)
+    limits: Limits = Field(default_factory=Limits)
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (``scheme://host[:port]``) a browser may call from. A request with an "
+        "``Origin`` header gets 403 unless it names one of these or the host the request was sent to.",
+    )
     upstreams: list[Upstream] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _unique_upstreams(self) -> MCPProxyConfig:
         require_unique((u.name for u in self.upstreams), "upstreams: duplicate name(s)")
+        if self.metrics.port == self.listen.port:
+            raise ValueError(f"metrics.port: {self.metrics.port} is listen.port too; give it another port")
         return self
 
 

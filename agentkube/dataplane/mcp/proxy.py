@@ -1,0 +1,259 @@
+"""``agentkube mcp-proxy``: the program an MCP's Deployment runs, wired from its config file.
+
+The path of one request: ``front`` (both eras, sealed sessions) -> ``catalog`` (which upstream owns
+the name, and may it be seen) -> an ``Upstream`` (``http``, ``sse`` or ``stdio``) -> the server.
+The catalog is filled here: each upstream's lists are read in full (every page) when it connects
+and whenever it says a list changed, and emptied when it stops answering; clients hear of a change
+only when the surface they can see changed.
+
+Readiness (``/readyz``): every upstream was tried once (an upstream that does not answer is served
+without, and retried with backoff: fail open per upstream) and every stdio child is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import aiohttp
+import structlog
+from prometheus_client import CollectorRegistry
+
+from agentkube.dataplane.mcp import wire
+from agentkube.dataplane.mcp.catalog import Catalog
+from agentkube.dataplane.mcp.config import HttpUpstream, MCPProxyConfig, StdioUpstream
+from agentkube.dataplane.mcp.front import Front
+from agentkube.dataplane.mcp.http import StreamableHttpUpstream
+from agentkube.dataplane.mcp.metrics import ProxyMetrics
+from agentkube.dataplane.mcp.sessions import KeyRing, Sealer
+from agentkube.dataplane.mcp.upstream import Exchange, Upstream, UpstreamError
+from agentkube.dataplane.server import Program
+
+__all__ = ["MAX_PAGES", "Proxy"]
+
+log = structlog.get_logger("agentkube.mcp.proxy")
+
+MAX_PAGES = 1000
+"""Pages read of one list before giving up on an upstream whose cursors never end."""
+
+_LISTS = {
+    "tools": ("tools/list", "tools"),
+    "prompts": ("prompts/list", "prompts"),
+    "resources": ("resources/list", "resources"),
+    "resourceTemplates": ("resources/templates/list", "resourceTemplates"),
+}
+
+
+def _version() -> str:
+    try:
+        return version("agentkube")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree without metadata
+        return "0.0.0"
+
+
+class Proxy:
+    """One MCP proxy: its upstreams, catalog, front and the program that serves them."""
+
+    def __init__(self, config: MCPProxyConfig, *, host: str | None = None) -> None:
+        self.config = config
+        self.registry = CollectorRegistry()
+        self.metrics = ProxyMetrics(self.registry)
+        self.catalog = Catalog(config.upstreams)
+        self.sealer = Sealer(KeyRing.from_env(config.sessions.keys_env), config.sessions.ttl_seconds)
+        self.program = Program(
+            port=config.listen.port,
+            metrics_port=config.metrics.port,
+            registry=self.registry,
+            ready=self.ready,
+            host=host,
+            grace_seconds=config.limits.grace_seconds,
+        )
+        self.upstreams: dict[str, Upstream] = {}
+        self.front: Front | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._refreshing: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._dirty: set[tuple[str, str]] = set()
+        self._collisions: set[tuple[str, str, str, str]] = set()
+
+    def ready(self) -> str | None:
+        waiting = [name for name, u in self.upstreams.items() if not u.tried.is_set()]
+        if waiting:
+            return f"upstreams not tried yet: {', '.join(waiting)}"
+        down = [c.name for c in self.config.upstreams if c.kind == "stdio" and not self.upstreams[c.name].up]
+        if down:
+            return f"stdio upstreams not running: {', '.join(down)}"
+        return None
+
+    def _build(self, config: HttpUpstream | StdioUpstream, http: aiohttp.ClientSession) -> Upstream:
+        limits = self.config.limits
+        if isinstance(config, StdioUpstream):
+            from agentkube.dataplane.mcp.stdio import StdioUpstream as Stdio
+
+            return Stdio(config, limits)
+        from agentkube.dataplane.mcp.sse import SseUpstream
+
+        if config.transport == "sse":
+            return SseUpstream(config, limits, http)
+        return StreamableHttpUpstream(
+            config, limits, http, sse_fallback=lambda: SseUpstream(config, limits, http)
+        )
+
+    async def run(self) -> None:
+        """Serve until SIGTERM, then drain."""
+        limits = self.config.limits
+        # trust_env: HTTP(S)_PROXY and NO_PROXY are honoured, for egress proxies.
+        self._http = aiohttp.ClientSession(
+            trust_env=True,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=limits.connect_timeout_seconds),
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=256, keepalive_timeout=30),
+        )
+        for config in self.config.upstreams:
+            upstream = self._build(config, self._http)
+            upstream.on_list_changed = functools.partial(self._refresh_soon, config.name)
+            upstream.on_down = functools.partial(self._forget, config.name)
+            self.metrics.upstream_up.labels(config.name).set_function(lambda u=upstream: 1.0 if u.up else 0.0)
+            self.upstreams[config.name] = upstream
+        self.front = Front(self.config, self.catalog, self.upstreams, self.sealer, self.metrics, _version())
+        self.front.routes(self.program.app)
+        self.program.on_drain.append(self.front.drain)
+        self.program.on_stop.append(self._close)
+        await self.program.run(started=self._start)
+
+    async def _start(self) -> None:
+        for upstream in self.upstreams.values():
+            await upstream.start()
+
+    async def _close(self) -> None:
+        for task in self._refreshing.values():
+            task.cancel()
+        await asyncio.gather(*(u.close() for u in self.upstreams.values()), return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()
+
+    # ------------------------------------------------------------------------------------ catalog
+
+    def _refresh_soon(self, name: str, kind: str) -> None:
+        kinds = ("resources", "resourceTemplates") if kind == "resources" else (kind,)
+        for k in kinds:
+            key = (name, k)
+            if key in self._refreshing:
+                self._dirty.add(key)  # one more pass after the running one
+                continue
+            self._refreshing[key] = asyncio.create_task(self._refresh(name, k))
+
+    async def _refresh(self, name: str, kind: str) -> None:
+        key = (name, kind)
+        try:
+            while True:
+                self._dirty.discard(key)
+                items = await self._read_list(name, kind)
+                if items is not None:
+                    self._apply(name, kind, items)
+                if key not in self._dirty:
+                    return
+        finally:
+            self._refreshing.pop(key, None)
+
+    async def _read_list(self, name: str, kind: str) -> list[dict[str, Any]] | None:
+        """Every page of one list of an upstream; None when it could not be read (keep what we had)."""
+        method, field = _LISTS[kind]
+        upstream = self.upstreams[name]
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            params: dict[str, Any] = {"cursor": cursor} if cursor else {}
+            try:
+                reply = await upstream.request(method, params, Exchange(timeout=self._list_timeout()))
+            except UpstreamError as e:
+                log.warning("could not list", upstream=name, kind=kind, error=str(e))
+                return None
+            error = reply.get("error")
+            if isinstance(error, dict):
+                if error.get("code") == wire.METHOD_NOT_FOUND:
+                    return []  # the server has none of these
+                log.warning("upstream refused to list", upstream=name, kind=kind, error=error.get("message"))
+                return None
+            result = reply.get("result")
+            if not isinstance(result, dict):
+                log.warning("upstream listed garbage", upstream=name, kind=kind)
+                return None
+            items.extend(i for i in result.get(field) or () if isinstance(i, dict))
+            cursor = result.get("nextCursor")
+            if not isinstance(cursor, str) or not cursor or cursor in seen:
+                return items
+            seen.add(cursor)
+        log.warning("upstream pagination does not end", upstream=name, kind=kind, pages=MAX_PAGES)
+        return items
+
+    def _list_timeout(self) -> float:
+        return max(30.0, 3 * self.config.limits.connect_timeout_seconds)
+
+    def _apply(self, name: str, kind: str, items: list[dict[str, Any]]) -> None:
+        changed = self.catalog.update(name, kind, items)  # type: ignore[arg-type]
+        log.info("listed", upstream=name, kind=kind, items=len(items), surface_changed=changed)
+        self._report(kind)
+        if changed and self.front is not None:
+            self.front.list_changed("resources" if kind == "resourceTemplates" else kind)
+
+    def _forget(self, name: str) -> None:
+        log.warning("upstream down; its items leave the surface", upstream=name)
+        for kind in self.catalog.remove(name):
+            self._report(kind)
+            if self.front is not None:
+                self.front.list_changed("resources" if kind == "resourceTemplates" else kind)
+
+    def _report(self, kind: str) -> None:
+        """Metrics and a warning for every name lost in a collision."""
+        for name, count in self.catalog.counts(kind).items():  # type: ignore[arg-type]
+            self.metrics.upstream_items.labels(name, kind).set(count)
+        for c in self.catalog.collisions(kind):  # type: ignore[arg-type]
+            seen = (kind, c.name, c.winner, c.hidden)
+            if seen not in self._collisions:  # said once, counted for as long as it lasts
+                self._collisions.add(seen)
+                log.warning(
+                    "name exposed by two upstreams; the first in spec order wins",
+                    kind=kind,
+                    name=c.name,
+                    winner=c.winner,
+                    hidden=c.hidden,
+                    fix="set toolPrefix on one of them, or filter the tool out",
+                )
+            self.metrics.collisions.labels(*seen).set(1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``agentkube mcp-proxy --config PATH``."""
+    import argparse
+
+    from agentkube.dataplane.configfile import ConfigError
+    from agentkube.dataplane.mcp.config import load_mcp_proxy_config_file
+    from agentkube.dataplane.server import configure_logging
+
+    parser = argparse.ArgumentParser(prog="agentkube mcp-proxy", description="Serve an MCP proxy.")
+    parser.add_argument("--config", required=True, help="the MCPProxyConfig file the operator renders")
+    parser.add_argument("--host", default=None, help="address to bind (default: every interface)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default="json", choices=["json", "console"])
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+    try:
+        config = load_mcp_proxy_config_file(args.config)
+        proxy = Proxy(config, host=args.host)
+    except (ConfigError, ValueError, OSError) as e:
+        print(f"agentkube mcp-proxy: {e}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio serves as well
+        runner = asyncio.run
+    with contextlib.suppress(KeyboardInterrupt):
+        runner(proxy.run())
+    return 0

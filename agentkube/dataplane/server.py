@@ -1,0 +1,166 @@
+"""What every data-plane program serves the same way: probes, the metrics port, logs, and a drain on SIGTERM.
+
+``Program`` runs two aiohttp servers: the API (the MCP endpoint, the LLM API) with ``/healthz``,
+``/livez`` and ``/readyz`` beside it, on the port the pod's probes and Service use; and ``/metrics``
+on a port of its own, so a scraper never competes with callers and the API never exposes metrics.
+
+What a caller may rely on:
+
+- ``/healthz`` and ``/livez`` answer 200 while the event loop runs (a wedged loop fails them, so
+  the kubelet restarts the pod). ``/readyz`` answers 200 when the program's ``ready()`` returns
+  None, and 503 with its reason otherwise, and 503 from the moment a drain begins.
+- On SIGTERM or SIGINT: readiness goes false, the listening sockets close, the ``on_drain`` hooks
+  run (a program ends its long-lived streams there), requests in flight get ``grace_seconds`` to
+  finish and are then cancelled, and last the ``on_stop`` hooks run (a program closes its upstreams
+  and children there).
+- A client that goes away mid-request cancels its handler (aiohttp's ``handler_cancellation``), so
+  work done for nobody stops.
+- ``configure_logging`` sets up structlog: JSON lines by default (one object per line, what log
+  collectors parse), or console output for a terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+__all__ = ["Hook", "Program", "configure_logging"]
+
+Hook = Callable[[], Awaitable[None]]
+
+log = structlog.get_logger("agentkube.dataplane")
+
+
+def configure_logging(level: str = "info", fmt: Literal["json", "console"] = "json") -> None:
+    """structlog for a data-plane program: level by name, JSON lines or console, ISO timestamps."""
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        raise ValueError(f"unknown log level {level!r}")
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    # aiohttp's own access log is off: requests are counted in metrics, and errors are ours to log.
+    logging.getLogger("aiohttp.access").disabled = True
+
+
+class Program:
+    """A data-plane program's two servers and its lifecycle; routes are added to ``app``."""
+
+    def __init__(
+        self,
+        *,
+        port: int,
+        metrics_port: int,
+        registry: CollectorRegistry,
+        ready: Callable[[], str | None],
+        host: str | None = None,
+        grace_seconds: float = 25.0,
+    ) -> None:
+        """host: the address to bind (None: every interface); ready: None when ready, else why not."""
+        self.port = port
+        self.metrics_port = metrics_port
+        self.host = host
+        self.grace_seconds = grace_seconds
+        self.registry = registry
+        self._ready = ready
+        self.draining = False
+        self.on_drain: list[Hook] = []
+        self.on_stop: list[Hook] = []
+        self._stop = asyncio.Event()
+        self.app = web.Application(handler_args={"max_field_size": 16384})
+        self.app.router.add_get("/healthz", self._alive)
+        self.app.router.add_get("/livez", self._alive)
+        self.app.router.add_get("/readyz", self._readyz)
+        self._metrics_app = web.Application()
+        self._metrics_app.router.add_get("/metrics", self._metrics)
+        self.bound: dict[str, int] = {}
+        """The ports actually bound, by server (``api``, ``metrics``): useful when a port was 0."""
+
+    async def _alive(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        reason = "draining" if self.draining else self._ready()
+        if reason is None:
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text=f"not ready: {reason}\n")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def stop(self) -> None:
+        """Begin the drain, as SIGTERM does."""
+        self._stop.set()
+
+    async def run(self, started: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Serve until SIGTERM/SIGINT or ``stop()``, then drain; ``started`` runs once both servers listen."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        api = web.AppRunner(
+            self.app, handle_signals=False, shutdown_timeout=self.grace_seconds, handler_cancellation=True
+        )
+        metrics = web.AppRunner(self._metrics_app, handle_signals=False, shutdown_timeout=1.0)
+        self.app.on_shutdown.append(self._drain)
+        await api.setup()
+        await metrics.setup()
+        try:
+            for name, runner, port in (("api", api, self.port), ("metrics", metrics, self.metrics_port)):
+                site = web.TCPSite(runner, self.host, port, reuse_address=True)
+                await site.start()
+                self.bound[name] = _bound_port(runner, port)
+            log.info("serving", port=self.bound["api"], metrics_port=self.bound["metrics"])
+            if started is not None:
+                await started()
+            await self._stop.wait()
+            log.info("draining", grace_seconds=self.grace_seconds)
+            self.draining = True
+        finally:
+            # Closes the listening socket, runs on_shutdown (our drain hooks), then gives handlers
+            # in flight the grace period before cancelling them.
+            await api.cleanup()
+            for hook in self.on_stop:
+                try:
+                    await hook()
+                except Exception:
+                    log.exception("stop hook failed")
+            await metrics.cleanup()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            log.info("stopped")
+
+    async def _drain(self, app: web.Application) -> None:
+        self.draining = True
+        for hook in self.on_drain:
+            try:
+                await hook()
+            except Exception:
+                log.exception("drain hook failed")
+
+
+def _bound_port(runner: web.AppRunner, asked: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return asked
