@@ -542,8 +542,30 @@ class Front:
             return state
         stream = _Stream(request, {**cors, SESSION_HEADER: request.headers[SESSION_HEADER]})
         await stream.commit()
-        await self._hold(stream, "get", lambda note: True)
+        # The client's stream mirrors each upstream's stream of the client's own session: what a
+        # server says to that session outside any call (list changes, resource updates, logs,
+        # requests such as roots/list) arrives here.
+        call = _Call(era="legacy", client=ClientContext(), request_id=None, state=state, emit=stream.send)
+        mirrors = [
+            asyncio.create_task(self._mirror(name, session, call))
+            for name, session in state.upstream_sessions.items()
+            if name in self.upstreams
+        ]
+        try:
+            await self._hold(stream, "get", lambda note: True)
+        finally:
+            for task in mirrors:
+                task.cancel()
         return stream.sse or web.Response(status=200)
+
+    async def _mirror(self, name: str, session: str, call: _Call) -> None:
+        async def relay(message: Message) -> None:
+            await self._relay(name, message, call, session)
+
+        try:
+            await self.upstreams[name].listen(session, relay)
+        except (UpstreamError, OSError, TimeoutError, ValueError) as e:
+            log.debug("upstream stream of a client session ended", upstream=name, error=str(e))
 
     async def _delete(self, request: web.Request, cors: dict[str, str]) -> web.StreamResponse:
         version = request.headers.get(VERSION_HEADER)
@@ -910,7 +932,14 @@ class Front:
             }
             await call.emit(wrapped)
             return
-        if call.emit is not None and wire.is_notification(message):
+        if not wire.is_notification(message):
+            return
+        kind = wire.list_kind(str(message.get("method")))
+        if kind is not None:
+            # What clients may see is the filtered surface: the proxy re-reads the list and tells
+            # every client if that changed, rather than passing on the upstream's word.
+            self.upstreams[upstream].changed(kind)
+        elif call.emit is not None:
             await call.emit(message)
 
 

@@ -21,7 +21,7 @@ import contextlib
 import itertools
 import os
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -29,8 +29,8 @@ import orjson
 import structlog
 
 from agentkube.dataplane.mcp import wire
+from agentkube.dataplane.mcp.config import HttpAuth, Limits
 from agentkube.dataplane.mcp.config import HttpUpstream as HttpUpstreamConfig
-from agentkube.dataplane.mcp.config import Limits
 from agentkube.dataplane.mcp.events import EventTooLarge, read_events
 from agentkube.dataplane.mcp.upstream import (
     PROXY_INFO,
@@ -53,20 +53,19 @@ ACCEPT = "application/json, text/event-stream"
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
 
 
-def auth_headers(config: HttpUpstreamConfig) -> dict[str, str]:
-    """The credential header of an http upstream, from the variable its config names ({} without auth)."""
-    auth = config.auth
+def auth_headers(auth: HttpAuth | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The headers that carry ``auth``'s credential, read from ``environ`` (default ``os.environ``).
+
+    Raises ``UpstreamError`` naming the variable (never its value) when it is unset or empty.
+    """
     if auth is None:
         return {}
-    value = os.environ.get(auth.secret_env)
-    if value is None:
-        raise ValueError(
-            f"upstream {config.name!r}: auth.secretEnv: variable {auth.secret_env} is not set; "
-            "the pod's env must carry it (the operator fills it from the Secret)"
-        )
+    value = (environ if environ is not None else os.environ).get(auth.secret_env)
+    if not value:
+        raise UpstreamError(f"auth.secretEnv: {auth.secret_env} is not set in the proxy's environment")
     if auth.mode == "bearer":
         return {"Authorization": f"Bearer {value}"}
-    assert auth.header_name is not None
+    assert auth.header_name is not None  # the config model requires it in header mode
     return {auth.header_name: value}
 
 
@@ -89,7 +88,7 @@ class StreamableHttpUpstream(Upstream):
         self.config = config
         self.limits = limits
         self._http = http
-        self._headers = {"Accept": ACCEPT, "Content-Type": "application/json", **auth_headers(config)}
+        self._headers = {"Accept": ACCEPT, "Content-Type": "application/json", **auth_headers(config.auth)}
         self._sse_fallback = sse_fallback
         self._fallback: Upstream | None = None
         self._era: Era | None = None
@@ -342,6 +341,21 @@ class StreamableHttpUpstream(Upstream):
             self.limits.connect_timeout_seconds,
         )
 
+    async def listen(self, session: str, on_message: Callable[[Message], Awaitable[None]]) -> None:
+        if self._fallback is not None:
+            await self._fallback.listen(session, on_message)
+            return
+        if self._era != "legacy":
+            return
+        headers = {**self._headers, "Accept": "text/event-stream", **self._session_headers(session)}
+        async with self._http.get(self.config.url, headers=headers, timeout=_STREAM_TIMEOUT) as resp:
+            if resp.status != 200 or resp.content_type != "text/event-stream":
+                return
+            async for event in read_events(resp.content.iter_any(), self.limits.max_message_bytes):
+                message = _decode(event.data)
+                if message is not None:
+                    await on_message(message)
+
     async def open_session(self, client: ClientContext) -> str | None:
         if self._fallback is not None:
             return await self._fallback.open_session(client)
@@ -461,7 +475,7 @@ async def _read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _decode(data: bytes) -> Message | None:
+def _decode(data: bytes | str) -> Message | None:
     try:
         message = orjson.loads(data)
     except orjson.JSONDecodeError:

@@ -116,7 +116,7 @@ class Proxy:
             upstream = self._build(config, self._http)
             upstream.on_list_changed = functools.partial(self._refresh_soon, config.name)
             upstream.on_down = functools.partial(self._forget, config.name)
-            self.metrics.upstream_up.labels(config.name).set_function(lambda u=upstream: 1.0 if u.up else 0.0)
+            self.metrics.upstream_up.labels(config.name).set_function(functools.partial(_up, upstream))
             self.upstreams[config.name] = upstream
         self.front = Front(self.config, self.catalog, self.upstreams, self.sealer, self.metrics, _version())
         self.front.routes(self.program.app)
@@ -225,6 +225,10 @@ class Proxy:
                     fix="set toolPrefix on one of them, or filter the tool out",
                 )
             self.metrics.collisions.labels(*seen).set(1)
+
+
+def _up(upstream: Upstream) -> float:
+    return 1.0 if upstream.up else 0.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

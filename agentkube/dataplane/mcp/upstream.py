@@ -138,6 +138,11 @@ class Upstream(abc.ABC):
         elif was and not up and self.on_down is not None:
             self.on_down()
 
+    def changed(self, kind: str) -> None:
+        """Someone saw this upstream say ``notifications/<kind>/list_changed`` (on a client's stream)."""
+        if kind in LIST_KINDS:
+            self._list_changed(kind)
+
     def _list_changed(self, *kinds: ListKind) -> None:
         if self.on_list_changed is not None:
             for kind in kinds:
@@ -157,6 +162,12 @@ class Upstream(abc.ABC):
 
     async def notify(self, method: str, params: Mapping[str, Any] | None, session: str | None = None) -> None:
         """Forward a client notification that concerns this upstream (default: dropped)."""
+        return None
+
+    async def listen(self, session: str, on_message: Callable[[Message], Awaitable[None]]) -> None:
+        """Hold the upstream's notification stream of a client's session, handing each message to
+        ``on_message``, until it ends or the caller cancels (session-era Streamable HTTP only: the
+        default returns at once)."""
         return None
 
     async def open_session(self, client: ClientContext) -> str | None:
