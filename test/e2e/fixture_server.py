@@ -66,7 +66,7 @@ def build(tools: int, page_size: int, name: str = "fixture") -> Server[Any]:
             ),
             types.Tool(
                 name="slow",
-                description="Sleeps for the given seconds.",
+                description="Reports progress 0, then sleeps for the given seconds.",
                 input_schema={"type": "object", "properties": {"seconds": {"type": "number"}}},
             ),
             types.Tool(name="fail", description="Returns isError.", input_schema={"type": "object"}),
@@ -119,6 +119,8 @@ def build(tools: int, page_size: int, name: str = "fixture") -> Server[Any]:
             await ctx.session.send_log_message("info", {"done": steps}, logger="fixture")
             return types.CallToolResult(content=[types.TextContent(text=f"did {steps} steps")])
         if params.name == "slow":
+            # One progress notification first: a test knows the call has arrived when it sees it.
+            await ctx.session.report_progress(0, 1, "started")
             await asyncio.sleep(float(args.get("seconds", 1)))
             return types.CallToolResult(content=[types.TextContent(text="slept")])
         if params.name == "fail":
