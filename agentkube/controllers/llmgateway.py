@@ -23,7 +23,7 @@ from agentkube.api.llmgateway import LLM_GATEWAY_KIND, LLMGatewaySpec, LlmUpstre
 from agentkube.controllers import OperatorOptions
 from agentkube.controllers.kinds import LLM_GATEWAY
 from agentkube.controllers.secrets import SecretReferences
-from agentkube.controllers.workload import Plan, Workload, WorkloadReconciler
+from agentkube.controllers.workload import Plan, Workload, WorkloadReconciler, metrics_port
 from agentkube.dataplane.configfile import dump
 from agentkube.dataplane.llm.config import (
     Caching,
@@ -138,6 +138,7 @@ def gateway_config(
     return LLMGatewayConfig(
         name=f"{namespace}/{name}",
         listen=Listen(port=spec.port),
+        metrics=Listen(port=metrics_port(spec.port)),
         upstreams=upstreams,
         routing=routing,
         rate_limit=rate_limit,

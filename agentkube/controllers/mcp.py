@@ -1,4 +1,5 @@
-"""The MCP controller: an MCP object becomes an MCP proxy (ConfigMap, Deployment, Service, PDB).
+"""The MCP controller: an MCP object becomes an MCP proxy (ConfigMap, Deployment, Service, PDB, and
+the session-key Secret).
 
 Desired state is built by pure functions of the typed spec (``proxy_config``, ``container_env``,
 ``workload``); ``plan`` resolves references through the cache (Secrets, other MCPs) and reports what
@@ -6,7 +7,8 @@ is missing; ``setup`` wires the controller:
 
 - the MCP itself (spec changes only: our status writes do not wake it);
 - its children (ConfigMap, Deployment, Service, PodDisruptionBudget), each enqueueing its owner;
-- Secrets, each enqueueing the MCPs that reference it, found through the index ``INDEX_SECRETS``;
+- Secrets, each enqueueing the MCPs that reference it, found through the index ``INDEX_SECRETS``
+  (which also lists each MCP's own session-key Secret);
 - MCPs, each enqueueing the MCPs whose ``mcpRef`` names it (index ``INDEX_MCP_REFS``), so a proxy
   follows the one it forwards to (its port, its existence, a cycle closing through it). A status
   change counts too: that is how ``ReferenceCycle`` reaches every member of a cycle.
@@ -16,11 +18,21 @@ upstreams are reordered: ``AGENTKUBE_UPSTREAM_<NAME>_SECRET`` for an http upstre
 ``AGENTKUBE_UPSTREAM_<NAME>_ENV<i>`` for the i-th variable of a stdio upstream taken ``valueFrom``
 (``<NAME>`` is the upstream name upper-cased, ``-`` as ``_``; the suffix has no ``_`` of its own, so
 two upstreams can never produce the same name).
+
+The session key. Every replica of one MCP seals session ids under the same key, so any replica can
+continue a session another began (no sticky sessions). The operator makes it: a Secret
+``<name>-session`` owned by the MCP, key ``keys``, value ``k1:<base64 of 32 random bytes>``, created
+once and never written again (``workload.GeneratedSecrets``). A user rotates by editing it to
+``k2:<new>,k1:<old>`` (the first seals, every one opens), and may delete it to have a new key made;
+either rolls the pods. The proxy reads it from ``AGENTKUBE_SESSION_KEYS`` (config
+``sessions.keysEnv``); the value is in no config, log, event or condition.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import os
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -31,9 +43,11 @@ from agentkube.controllers.kinds import MCP
 from agentkube.controllers.secrets import SecretReferences
 from agentkube.controllers.status import Problem
 from agentkube.controllers.workload import (
+    GeneratedSecret,
     Plan,
     Workload,
     WorkloadReconciler,
+    metrics_port,
     referencing,
     service_url,
 )
@@ -43,6 +57,7 @@ from agentkube.dataplane.mcp.config import (
     HttpUpstream,
     Listen,
     MCPProxyConfig,
+    Sessions,
     StdioEnvVar,
     StdioUpstream,
     ToolFilter,
@@ -53,11 +68,16 @@ __all__ = [
     "INDEX_MCP_REFS",
     "INDEX_SECRETS",
     "PROGRAM",
+    "SESSION_KEYS_ENV",
+    "SESSION_KEYS_KEY",
     "container_env",
     "index_mcp_refs",
     "index_secrets",
+    "new_session_keys",
     "plan",
     "proxy_config",
+    "session_key_secret",
+    "session_secret_name",
     "setup",
     "workload",
 ]
@@ -66,6 +86,9 @@ PROGRAM = "mcp-proxy"
 INDEX_SECRETS = "agentkube.io/mcp-secrets"
 INDEX_MCP_REFS = "agentkube.io/mcp-refs"
 DEFAULT_PORT = 8080
+SESSION_KEYS_ENV = "AGENTKUBE_SESSION_KEYS"
+SESSION_KEYS_KEY = "keys"
+SESSION_KEY_BYTES = 32
 
 
 # ------------------------------------------------------------------------------------ desired state
@@ -83,6 +106,27 @@ def secret_env(upstream: McpUpstream) -> str:
 def stdio_env(upstream: McpUpstream, index: int) -> str:
     """The container variable carrying the ``index``-th variable of a stdio upstream (a valueFrom one)."""
     return f"{_env_prefix(upstream.name)}_ENV{index}"
+
+
+def session_secret_name(name: str) -> str:
+    """The session-key Secret of MCP ``name``."""
+    return f"{name}-session"
+
+
+def new_session_keys() -> str:
+    """A new key ring of one key, ``k1:<base64 of 32 random bytes>``: what a session-key Secret holds
+    when the operator makes it."""
+    return "k1:" + base64.b64encode(os.urandom(SESSION_KEY_BYTES)).decode()
+
+
+def session_key_secret(name: str) -> GeneratedSecret:
+    """The session-key Secret of MCP ``name``, as the operator makes it."""
+    return GeneratedSecret(
+        name=session_secret_name(name),
+        key=SESSION_KEYS_KEY,
+        generate=new_session_keys,
+        purpose="the session key",
+    )
 
 
 def _tools(upstream: McpUpstream) -> ToolFilter | None:
@@ -132,12 +176,19 @@ def proxy_config(name: str, namespace: str, spec: MCPSpec, ref_urls: Mapping[str
                 name=u.name, url=url, mcp_ref=mcp_ref, auth=auth, tools=_tools(u), tool_prefix=u.tool_prefix
             )
         )
-    return MCPProxyConfig(name=f"{namespace}/{name}", listen=Listen(port=spec.port), upstreams=upstreams)
+    return MCPProxyConfig(
+        name=f"{namespace}/{name}",
+        listen=Listen(port=spec.port),
+        metrics=Listen(port=metrics_port(spec.port)),
+        sessions=Sessions(keys_env=SESSION_KEYS_ENV),
+        upstreams=upstreams,
+    )
 
 
-def container_env(spec: MCPSpec) -> list[dict[str, Any]]:
+def container_env(name: str, spec: MCPSpec) -> list[dict[str, Any]]:
     """The proxy container's environment: each Secret value (and other valueFrom) the config names,
-    then ``HOME`` on the writable ``/tmp`` (stdio servers started with npx or uvx write caches there)."""
+    the session key ring of MCP ``name``, then ``HOME`` on the writable ``/tmp`` (stdio servers
+    started with npx or uvx write caches there)."""
     env: list[dict[str, Any]] = []
     for u in spec.upstreams:
         if u.auth is not None and u.auth.secret_ref is not None:
@@ -149,6 +200,12 @@ def container_env(spec: MCPSpec) -> list[dict[str, Any]]:
             for i, e in enumerate(u.stdio.env):
                 if e.value_from is not None:
                     env.append({"name": stdio_env(u, i), "valueFrom": e.value_from.to_dict()})
+    env.append(
+        {
+            "name": SESSION_KEYS_ENV,
+            "valueFrom": {"secretKeyRef": {"name": session_secret_name(name), "key": SESSION_KEYS_KEY}},
+        }
+    )
     env.append({"name": "HOME", "value": "/tmp"})
     return env
 
@@ -170,7 +227,8 @@ def workload(
         image=image,
         config=dump(config),
         secret_digests=dict(secret_digests),
-        env=container_env(spec),
+        env=container_env(meta["name"], spec),
+        generated=(session_key_secret(meta["name"]),),
     )
 
 
@@ -202,9 +260,10 @@ def index_mcp_refs(obj: dict[str, Any]) -> Iterable[str]:
 
 
 def index_secrets(obj: dict[str, Any]) -> Iterable[str]:
-    """Index of MCPs by the Secrets they reference: ``<namespace>/<name>``."""
+    """Index of MCPs by the Secrets they reference, and their own session-key Secret (so that a
+    rotation rolls the pods, and a namesake's departure clears a conflict): ``<namespace>/<name>``."""
     namespace = obj["metadata"].get("namespace") or ""
-    names: set[str] = set()
+    names: set[str] = {session_secret_name(obj["metadata"]["name"])}
     for u in _upstreams(obj):
         auth = u.get("auth")
         ref = auth.get("secretRef") if isinstance(auth, dict) else None

@@ -3,31 +3,39 @@
 MCP and LLMGateway both run one of our data-plane programs from the same image, configured by a
 file in a ConfigMap; these pure functions build those children from the shared ``WorkloadSpec``
 (port, replicas, resources, pod metadata, node selector, tolerations). The kind-specific part (the
-config file, which Secret keys become which environment variables) is the caller's, passed in as a
-``Workload``.
+config file, which Secret keys become which environment variables, which Secrets the operator
+generates) is the caller's, passed in as a ``Workload``.
 
 What the children look like:
 
 - ConfigMap ``<name>-config`` with the config file under ``config.yaml``.
 - Deployment ``<name>``: ``image`` with args ``<program> --config /etc/agentkube/config.yaml``, a port
-  named ``http``, readiness ``/readyz`` and liveness ``/healthz`` on it, ``env`` (Secret values through
-  ``secretKeyRef``), the ConfigMap mounted read-only at ``/etc/agentkube`` and an ``emptyDir`` at
-  ``/tmp`` (the root filesystem is read-only), the restricted Pod Security profile (non-root, no
-  privilege escalation, every capability dropped, RuntimeDefault seccomp), no service-account token
-  (the data plane never calls the API server) and no service links (a namespace with many Services
-  would otherwise flood the environment). The pod template carries ``agentkube.io/config-hash``, so
-  a change to the config or to a referenced Secret value rolls the pods.
-- Service ``<name>`` (ClusterIP): ``spec.port`` to the ``http`` port.
+  named ``http``, readiness ``/readyz`` and liveness ``/healthz`` on it, a port named ``metrics``
+  (``metrics_port``: 9090, or 9091 when the program itself serves on 9090) where the program serves
+  ``/metrics``, ``env`` (Secret values through ``secretKeyRef``), the ConfigMap mounted read-only at
+  ``/etc/agentkube`` and an ``emptyDir`` at ``/tmp`` (the root filesystem is read-only), the
+  restricted Pod Security profile (non-root, no privilege escalation, every capability dropped,
+  RuntimeDefault seccomp), no service-account token (the data plane never calls the API server) and
+  no service links (a namespace with many Services would otherwise flood the environment). The pod
+  template carries ``agentkube.io/config-hash``, so a change to the config or to a referenced (or
+  generated) Secret value rolls the pods.
+- Service ``<name>`` (ClusterIP): ``spec.port`` to the ``http`` port, and the metrics port to
+  ``metrics`` (a ServiceMonitor selects it by name).
 - PodDisruptionBudget ``<name>`` with ``minAvailable: 1`` when replicas > 1 (with one replica it
   would block every node drain).
+- Generated Secrets (``GeneratedSecret``, e.g. an MCP's session key): created once, before the
+  Deployment that reads them, and never written again (see ``GeneratedSecrets``).
 
 ``WorkloadReconciler`` is the reconcile around them that both kinds share (parse, ``plan`` the
-kind's references, apply and prune the children, write status); a kind module supplies its
-``plan``. The docstring of ``WorkloadReconciler`` says what a user's mistakes turn into.
+kind's references, make the generated Secrets, apply and prune the children, write status); a kind
+module supplies its ``plan``. The docstring of ``WorkloadReconciler`` says what a user's mistakes
+turn into.
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,8 +46,10 @@ from agentkube.api.pod import DEFAULT_RESOURCES, WorkloadSpec
 from agentkube.controllers.children import (
     ChildConflict,
     Children,
+    EventRecorder,
     child_metadata,
     controller_of,
+    resource_version_number,
     selector_labels,
     standard_labels,
 )
@@ -56,6 +66,7 @@ from agentkube.controllers.status import (
     ready_condition,
 )
 from agentkube.runtime.conditions import find_status_condition
+from agentkube.runtime.errors import AlreadyExists
 from agentkube.runtime.gvk import GVK, ObjectKey
 from agentkube.runtime.predicate import GenerationChanged
 from agentkube.runtime.reconcile import Request, Result
@@ -65,8 +76,11 @@ __all__ = [
     "CONFIG_HASH_ANNOTATION",
     "CONFIG_MOUNT",
     "MAX_CONCURRENT_RECONCILES",
+    "METRICS_PORT",
     "OWNED",
     "STATUS_FIELDS",
+    "GeneratedSecret",
+    "GeneratedSecrets",
     "Plan",
     "PlanFunc",
     "Workload",
@@ -76,6 +90,7 @@ __all__ = [
     "config_map_name",
     "deployment",
     "desired_children",
+    "metrics_port",
     "pod_disruption_budget",
     "referencing",
     "service",
@@ -85,6 +100,32 @@ __all__ = [
 CONFIG_HASH_ANNOTATION = "agentkube.io/config-hash"
 CONFIG_MOUNT = "/etc/agentkube"
 CONFIG_FILE = "config.yaml"
+METRICS_PORT = 9090
+"""Where the data-plane programs serve ``/metrics`` (their config's ``metrics.port`` default)."""
+
+
+def metrics_port(port: int) -> int:
+    """The metrics port of a program serving its API on ``port``: ``METRICS_PORT``, or the one after it
+    when the API itself is on ``METRICS_PORT`` (a valid ``spec.port``; scrapers find the port by its
+    name, ``metrics``, so the number may move)."""
+    return METRICS_PORT + 1 if port == METRICS_PORT else METRICS_PORT
+
+
+@dataclass(frozen=True)
+class GeneratedSecret:
+    """A Secret the program reads whose value the operator makes: once, when the Secret is missing.
+
+    A random value cannot be part of a desired state applied again on every reconcile, and the user
+    may replace it (to rotate a key); so it is created, never applied, patched or overwritten. Its
+    digest joins the config hash like any referenced Secret's, so a rotation rolls the pods.
+    """
+
+    name: str
+    key: str
+    generate: Callable[[], str]
+    """Makes the value of ``key``; called only when the Secret is created."""
+    purpose: str
+    """What it holds, for messages (``the session key``)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +144,8 @@ class Workload:
     """``<secret>/<key>`` -> digest of every Secret value the program reads."""
     env: Sequence[Mapping[str, Any]] = ()
     """Container environment, e.g. ``{"name": ..., "valueFrom": {"secretKeyRef": ...}}``."""
+    generated: Sequence[GeneratedSecret] = ()
+    """Secrets the operator makes for the owner (their digests are added by ``GeneratedSecrets``)."""
 
     @property
     def name(self) -> str:
@@ -111,6 +154,10 @@ class Workload:
     @property
     def namespace(self) -> str:
         return str(self.owner["metadata"]["namespace"])
+
+    @property
+    def metrics_port(self) -> int:
+        return metrics_port(self.spec.port)
 
 
 def service_url(name: str, namespace: str, port: int) -> str:
@@ -165,7 +212,10 @@ def deployment(w: Workload) -> dict[str, Any]:
         "name": w.program,
         "image": w.image,
         "args": [w.program, "--config", f"{CONFIG_MOUNT}/{CONFIG_FILE}"],
-        "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": spec.port, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": w.metrics_port, "protocol": "TCP"},
+        ],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
         "resources": _resources(spec),
@@ -211,7 +261,10 @@ def service(w: Workload) -> dict[str, Any]:
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(w.program, w.name),
-            "ports": [{"name": "http", "port": w.spec.port, "targetPort": "http", "protocol": "TCP"}],
+            "ports": [
+                {"name": "http", "port": w.spec.port, "targetPort": "http", "protocol": "TCP"},
+                {"name": "metrics", "port": w.metrics_port, "targetPort": "metrics", "protocol": "TCP"},
+            ],
         },
     }
 
@@ -268,6 +321,136 @@ OWNED = {CONFIG_MAP: True, DEPLOYMENT: False, SERVICE: True, POD_DISRUPTION_BUDG
 STATUS_FIELDS = ("observedGeneration", "url", "replicas", "readyReplicas", "conditions")
 
 
+def generated_secret(w: Workload, g: GeneratedSecret) -> dict[str, Any]:
+    """The Secret ``g`` of workload ``w`` as it is created: a new value, the owner's metadata."""
+    value = base64.b64encode(g.generate().encode()).decode()
+    return {
+        "apiVersion": SECRET.api_version,
+        "kind": SECRET.kind,
+        "metadata": child_metadata(w.owner, g.name, w.program),
+        "type": "Opaque",
+        "data": {g.key: value},
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What the API server last told us of one generated Secret, beyond the cached copy (which keeps
+    no owner references): its uid, its controller's uid, its resourceVersion and its digests."""
+
+    uid: str
+    controller: str | None
+    resource_version: int | None
+    digests: Mapping[str, str]
+
+    @classmethod
+    def of(cls, secret: Mapping[str, Any]) -> _Known:
+        """From a Secret as the API server returns it (values and all: only digests are kept)."""
+        return cls(
+            str(secret["metadata"].get("uid")),
+            controller_of(secret),
+            resource_version_number(secret),
+            digest_secret(dict(secret))["digests"],
+        )
+
+
+class GeneratedSecrets:
+    """Makes the generated Secrets of one controller's owners, each once, and reports their digests.
+
+    Create-only (the operator may read Secrets and create them, nothing more): a Secret that exists is
+    never written, whatever it holds, so a user's rotation stays. A missing one is created with the
+    owner's controller reference and the standard labels (the garbage collector removes it with its
+    owner), and created anew if someone deletes it (a new value, so the pods roll).
+
+    Zero writes at rest. The cache's copy (``digest_secret``) says whether the Secret exists and gives
+    its digests, but not who owns it: that is asked of the API server once per Secret uid (after a
+    restart, or when someone replaced the Secret) and remembered. A Secret we created that the cache
+    does not show yet is not created twice: the informer's position tells a lagging cache from a
+    deletion, as in ``Children``.
+
+    What a user's mistakes turn into: a name taken by a Secret the owner does not control (someone
+    else's, or the one of a deleted namesake of the owner, until the garbage collector removes it) is
+    a ``ChildConflict`` problem, never a takeover; a generated Secret stripped of its key is a
+    ``SecretKeyNotFound`` problem (deleting the Secret has a new one made). The owner's Secret watch
+    must map the generated names to it (its secrets index lists them), so either clears by itself.
+    """
+
+    def __init__(self, cache: Any, client: Any, recorder: EventRecorder | None) -> None:
+        self._informer = cache.informer(SECRET, transform=digest_secret)
+        self._client = client
+        self._recorder = recorder
+        self._known: dict[ObjectKey, dict[str, _Known]] = {}
+
+    def forget(self, owner: ObjectKey) -> None:
+        """Drop what we remember of an owner's Secrets (call it when the owner is gone)."""
+        self._known.pop(owner, None)
+
+    def _lags(self, known: _Known) -> bool:
+        try:
+            seen = int(self._informer.resource_version)
+        except (TypeError, ValueError):
+            return False
+        return known.resource_version is not None and seen < known.resource_version
+
+    async def _look_up(self, w: Workload, g: GeneratedSecret) -> _Known:
+        secret: dict[str, Any] = await self._client.get(SECRET, g.name, w.namespace)
+        return _Known.of(secret)
+
+    async def digests(self, label: str, w: Workload) -> tuple[dict[str, str], list[Problem]]:
+        """``<secret>/<key>`` -> digest of each of ``w.generated``, creating those missing; and the
+        problems that keep any of them from being used (``label`` names the owner in messages).
+
+        Raises what the API server raises: ``Invalid`` when it rejects a create (a ``CHILD_ERRORS``
+        member, for the caller to report), anything else to be retried.
+        """
+        owner_uid = str(w.owner["metadata"]["uid"])
+        memory = self._known.setdefault(ObjectKey(w.namespace, w.name), {})
+        digests: dict[str, str] = {}
+        problems: list[Problem] = []
+        made: list[str] = []
+        for g in w.generated:
+            key = ObjectKey(w.namespace, g.name)
+            live = self._informer.store.get(key)
+            known = memory.get(g.name)
+            if live is not None and known is not None and known.uid == live["metadata"].get("uid"):
+                found = live.get("digests") or {}
+            elif live is None and known is not None and self._lags(known):
+                found = known.digests  # the cache has not seen what the API server told us yet
+            elif live is None:
+                try:
+                    known = _Known.of(await self._client.create(generated_secret(w, g)))
+                    made.append(f"Secret {g.name}")
+                except AlreadyExists:
+                    known = await self._look_up(w, g)  # made since the cache looked
+                memory[g.name] = known
+                found = known.digests
+            else:
+                known = await self._look_up(w, g)
+                memory[g.name] = known
+                # The cached digests while the cache shows this Secret: the hash then stays the
+                # same when later reconciles read it from the cache.
+                found = (
+                    (live.get("digests") or {}) if known.uid == live["metadata"].get("uid") else known.digests
+                )
+            if known.controller != owner_uid:
+                problems.append(child_problem(label, ChildConflict(SECRET, key, known.controller)))
+                continue
+            digest = found.get(g.key)
+            if digest is None:
+                problems.append(
+                    Problem(
+                        "SecretKeyNotFound",
+                        f'{label}: Secret "{g.name}" ({g.purpose}, made by agentkube) has no key '
+                        f'"{g.key}"; delete the Secret to have a new one made',
+                    )
+                )
+                continue
+            digests[f"{g.name}/{g.key}"] = digest
+        if made and self._recorder is not None:
+            self._recorder.event(dict(w.owner), "Normal", "Created", f"Created {', '.join(made)}")
+        return digests, problems
+
+
 def referencing(cache: Any, gvk: GVK, index: str) -> Callable[[dict[str, Any]], list[Request]]:
     """A watch's ``map_to``: the ``gvk`` objects whose cache ``index`` holds ``<namespace>/<name>`` of
     the object seen (the Secrets, or the other objects, they reference)."""
@@ -283,13 +466,14 @@ def referencing(cache: Any, gvk: GVK, index: str) -> Callable[[dict[str, Any]], 
 class WorkloadReconciler:
     """The reconcile every workload kind shares: parse, plan, apply children, report status.
 
-    Reads only from the cache. A user's spec can make an object not Accepted, never make the
-    reconcile raise: an invalid spec, a missing reference, a child name taken by someone else or a
-    child the API server rejects all end as ``Accepted=False`` with a message naming the field, and
-    the object is retried when something it depends on changes (its watches see to that), not on a
-    timer (except a name conflict: the namesake is not watched, so it is looked at again every
-    ``CONFLICT_RECHECK`` seconds). Only failures of the world (API errors, timeouts) raise, to be
-    retried with backoff.
+    Reads only from the cache (but for who owns a generated Secret, see ``GeneratedSecrets``). A
+    user's spec can make an object not Accepted, never make the reconcile raise: an invalid spec, a
+    missing reference, a child name taken by someone else or a child the API server rejects all end
+    as ``Accepted=False`` with a message naming the field, and the object is retried when something
+    it depends on changes (its watches see to that), not on a timer (except a name conflict: the
+    namesake is not watched, so it is looked at again every ``CONFLICT_RECHECK`` seconds; a
+    generated Secret's namesake is watched). Only failures of the world (API errors, timeouts)
+    raise, to be retried with backoff.
 
     While an object is not Accepted its existing children are left alone: a broken edit does not
     take down a proxy that is serving with the previous configuration.
@@ -312,6 +496,7 @@ class WorkloadReconciler:
         self._plan = plan
         self.recorder = manager.event_recorder(f"agentkube.io/{name}-controller")
         self.children = Children(manager.cache, manager.client, self.recorder, OWNED)
+        self.generated = GeneratedSecrets(manager.cache, manager.client, self.recorder)
         self.status = StatusWriter(manager.client, fields=(*STATUS_FIELDS, *status_fields))
         # (reason, message) of the last Warning sent per object: reference problems are reported
         # once when they appear, not on every reconcile while they last.
@@ -333,6 +518,7 @@ class WorkloadReconciler:
         obj = self._cache.get(self.gvk, request.name, request.namespace)
         if obj is None:
             self.children.forget(self.gvk, key)
+            self.generated.forget(key)
             self.status.forget(self.gvk, key)
             self._warned.pop(key, None)
             return None
@@ -357,7 +543,16 @@ class WorkloadReconciler:
             extra = plan.status
             if not problems and plan.workload is not None:
                 try:
-                    applied = (await self.children.apply(obj, desired_children(plan.workload))).applied
+                    workload = plan.workload
+                    if workload.generated:
+                        # Made before the children: the Deployment reads them, and their digests
+                        # join the config hash.
+                        digests, found = await self.generated.digests(label, workload)
+                        problems.extend(found)
+                        secret_digests = {**workload.secret_digests, **digests}
+                        workload = dataclasses.replace(workload, secret_digests=secret_digests)
+                    if not problems:
+                        applied = (await self.children.apply(obj, desired_children(workload))).applied
                 except CHILD_ERRORS as e:
                     problems.append(child_problem(label, e))
                     if isinstance(e, ChildConflict):

@@ -146,6 +146,7 @@ def _can(plane: ControlPlane, verb: str, resource: str, namespace: str = "team-a
         ("patch", "configmaps"),
         ("create", "poddisruptionbudgets.policy"),
         ("watch", "secrets"),
+        ("create", "secrets"),  # an MCP's session key, made once
         ("create", "events.events.k8s.io"),
         ("patch", "httproutes.gateway.networking.k8s.io"),
         ("delete", "gateways.gateway.networking.k8s.io"),
@@ -165,8 +166,9 @@ def test_manager_may_do_what_controllers_need(
     [
         ("update", "mcps.agentkube.io"),  # spec belongs to users
         ("delete", "llmgateways.agentkube.io"),
-        ("create", "secrets"),  # secrets are only read, never copied
-        ("patch", "secrets"),
+        ("patch", "secrets"),  # secrets are never copied, nor rewritten once made
+        ("update", "secrets"),
+        ("delete", "secrets"),  # the garbage collector removes the session key with its MCP
         ("create", "pods"),
         ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
         ("create", "leases.coordination.k8s.io"),  # only in its own namespace

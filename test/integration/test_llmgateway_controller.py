@@ -100,7 +100,10 @@ async def test_seed_gateway_waits_for_its_secrets_then_runs(
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["image"] == IMAGE
     assert container["args"] == ["llm-gateway", "--config", "/etc/agentkube/config.yaml"]
-    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
     assert container["env"] == [
         {
             "name": "AGENTKUBE_UPSTREAM_ANTHROPIC_APIKEY",
@@ -113,12 +116,14 @@ async def test_seed_gateway_waits_for_its_secrets_then_runs(
     ]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert service["spec"]["ports"] == [
-        {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}
+        {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"},
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"},
     ]
 
     text = config_map["data"]["config.yaml"]
     assert "sk-ant-VALUE" not in text and "key-a" not in text
     config = load_llm_gateway_config(text)
+    assert (config.listen.port, config.metrics.port) == (8080, 9090)
     assert config.upstreams[0].api_key_env == "AGENTKUBE_UPSTREAM_ANTHROPIC_APIKEY"
     assert [(c.id, c.key_env) for c in config.auth.clients] == [("team-a", "AGENTKUBE_CLIENT_team-a")]
     assert config.rate_limit is not None and config.rate_limit.scope == "perClient"

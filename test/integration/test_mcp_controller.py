@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import yaml
 from agentkube.controllers.kinds import CONFIG_MAP, DEPLOYMENT, MCP, POD_DISRUPTION_BUDGET, SECRET, SERVICE
 from agentkube.controllers.workload import CONFIG_HASH_ANNOTATION
 from agentkube.dataplane.mcp.config import HttpUpstream, load_mcp_proxy_config
+from agentkube.dataplane.mcp.sessions import KeyRing
 from agentkube.runtime.client import Client
 from agentkube.runtime.gvk import GVK
 from test.integration.operator_harness import (
@@ -56,6 +59,10 @@ def http(name: str = "github", secret: str = "pat", key: str = "token") -> dict[
 
 def ref(name: str) -> dict[str, Any]:
     return {"name": f"to-{name}", "kind": "mcpRef", "mcpRef": {"name": name}}
+
+
+def session_keys(secret: dict[str, Any]) -> str:
+    return base64.b64decode(secret["data"]["keys"]).decode()
 
 
 async def mcp_condition(client: Client, namespace: str, name: str, ctype: str = "Accepted") -> dict[str, Any]:
@@ -132,7 +139,8 @@ async def test_seed_mcp_produces_exactly_the_documented_children(
     config_map = await client.get(CONFIG_MAP, "github-tools-config", namespace)
     service = await client.get(SERVICE, "github-tools", namespace)
     pdb = await client.get(POD_DISRUPTION_BUDGET, "github-tools", namespace)
-    for child in (deployment, config_map, service, pdb):
+    session = await client.get(SECRET, "github-tools-session", namespace)
+    for child in (deployment, config_map, service, pdb, session):
         assert child["metadata"]["labels"] == LABELS
         assert child["metadata"]["ownerReferences"] == [owner]
 
@@ -145,11 +153,18 @@ async def test_seed_mcp_produces_exactly_the_documented_children(
     (container,) = pod["containers"]
     assert container["image"] == IMAGE
     assert container["args"] == ["mcp-proxy", "--config", "/etc/agentkube/config.yaml"]
-    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
     assert container["env"] == [
         {
             "name": "AGENTKUBE_UPSTREAM_GITHUB_SECRET",
             "valueFrom": {"secretKeyRef": {"name": "github-upstream-pat", "key": "token"}},
+        },
+        {
+            "name": "AGENTKUBE_SESSION_KEYS",
+            "valueFrom": {"secretKeyRef": {"name": "github-tools-session", "key": "keys"}},
         },
         {"name": "HOME", "value": "/tmp"},
     ]
@@ -187,17 +202,29 @@ async def test_seed_mcp_produces_exactly_the_documented_children(
     assert service["spec"]["type"] == "ClusterIP"
     assert service["spec"]["selector"] == SELECTOR
     assert service["spec"]["ports"] == [
-        {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}
+        {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"},
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"},
     ]
     assert pdb["spec"] == {"minAvailable": 1, "selector": {"matchLabels": SELECTOR}}
 
+    assert session["type"] == "Opaque"
+    assert list(session["data"]) == ["keys"]
+    keys = session_keys(session)
+    assert keys.startswith("k1:") and len(base64.b64decode(keys.partition(":")[2], validate=True)) == 32
+    KeyRing.parse(keys)
+
     text = config_map["data"]["config.yaml"]
     assert "ghp_REPLACE_ME" not in text
-    (upstream,) = load_mcp_proxy_config(text).upstreams
+    config = load_mcp_proxy_config(text)
+    assert (config.metrics.port, config.sessions.keys_env) == (9090, "AGENTKUBE_SESSION_KEYS")
+    (upstream,) = config.upstreams
     assert isinstance(upstream, HttpUpstream) and upstream.url == "https://mcp.github.com"
     assert upstream.auth is not None and upstream.auth.secret_env == "AGENTKUBE_UPSTREAM_GITHUB_SECRET"
 
     status = (await converged(client, namespace, "github-tools"))["status"]
+    events, _ = await client.list(EVENT, namespace)
+    for where in (config_map, deployment, status, events):
+        assert keys.partition(":")[2] not in str(where)
     assert status["url"] == f"http://github-tools.{namespace}.svc.cluster.local:8080"
     assert (status["replicas"], status["readyReplicas"]) == (0, 0)
     assert [(c["type"], c["status"], c["observedGeneration"]) for c in status["conditions"]] == [
@@ -425,3 +452,151 @@ async def test_name_taken_by_a_foreign_object_is_a_conflict_not_a_takeover(
     service = await client.get(SERVICE, "m", namespace)
     assert "ownerReferences" not in service["metadata"]
     assert await get_or_none(client, SECRET, "pat", namespace) is not None
+
+
+# ------------------------------------------------------------------------------------- session key
+
+
+async def session_secret(client: Client, namespace: str, name: str, owner_uid: str) -> dict[str, Any]:
+    """The session-key Secret of MCP ``name`` once it exists, controlled by the MCP of ``owner_uid``."""
+
+    async def check() -> dict[str, Any] | None:
+        secret = await get_or_none(client, SECRET, f"{name}-session", namespace)
+        refs = (secret or {}).get("metadata", {}).get("ownerReferences") or []
+        return secret if [(r["uid"], r.get("controller")) for r in refs] == [(owner_uid, True)] else None
+
+    found: dict[str, Any] = await eventually(check, f"the session key of MCP {name} exists")
+    return found
+
+
+def secret_writes(operator: RunningOperator) -> list[tuple[str, str]]:
+    return [(w.verb, w.name) for w in operator.client.writes if w.kind == "Secret"]
+
+
+async def test_session_key_is_made_once_and_a_reconcile_never_touches_it(
+    operator: RunningOperator, client: Client, namespace: str
+) -> None:
+    await client.apply(secret_object(namespace, "pat", {"token": "one"}), field_manager="t")
+    await client.apply(mcp_object(namespace, "m", [http()], replicas=2), field_manager="t")
+    await accepted_with(client, namespace, "m", "True", "Accepted")
+    uid = (await client.get(MCP, "m", namespace))["metadata"]["uid"]
+    first = await session_secret(client, namespace, "m", uid)
+    assert first["metadata"]["labels"] == {**LABELS, "app.kubernetes.io/instance": "m"}
+    KeyRing.parse(session_keys(first))
+    await eventually(lambda: get_or_none(client, DEPLOYMENT, "m", namespace), "the Deployment exists")
+    before = await pod_hash(client, namespace, "m")
+
+    # Reconciles for other reasons: a spec change, then a new value of a referenced Secret.
+    await client.patch(MCP, "m", namespace, {"spec": {"replicas": 3}})
+    await converged(client, namespace, "m")
+    await client.apply(secret_object(namespace, "pat", {"token": "two"}), field_manager="t")
+    await eventually(lambda: _changed(client, namespace, "m", before), "the new token rolls the pods")
+    await eventually(operator.idle, "the controllers are idle")
+
+    now = await client.get(SECRET, "m-session", namespace)
+    assert now["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    assert now["data"] == first["data"]
+    assert secret_writes(operator) == [("create", "m-session")]
+
+
+async def test_users_rotated_session_key_survives_reconciles_and_rolls_the_pods(
+    operator: RunningOperator, client: Client, namespace: str
+) -> None:
+    await client.apply(secret_object(namespace, "pat", {"token": "t"}), field_manager="t")
+    await client.apply(mcp_object(namespace, "m", [http()], replicas=2), field_manager="t")
+    await accepted_with(client, namespace, "m", "True", "Accepted")
+    uid = (await client.get(MCP, "m", namespace))["metadata"]["uid"]
+    old = session_keys(await session_secret(client, namespace, "m", uid))
+    await eventually(lambda: get_or_none(client, DEPLOYMENT, "m", namespace), "the Deployment exists")
+    before = await pod_hash(client, namespace, "m")
+
+    # The documented rotation: the new key first (it seals), the old one kept (it still opens).
+    rotated = f"k2:{base64.b64encode(os.urandom(32)).decode()},{old}"
+    KeyRing.parse(rotated)
+    encoded = base64.b64encode(rotated.encode()).decode()
+    await client.patch(SECRET, "m-session", namespace, {"data": {"keys": encoded}})
+    after = await eventually(lambda: _changed(client, namespace, "m", before), "the rotation rolls the pods")
+
+    await client.patch(MCP, "m", namespace, {"spec": {"replicas": 2, "podMetadata": {"labels": {"x": "y"}}}})
+    await converged(client, namespace, "m")
+    await eventually(operator.idle, "the controllers are idle")
+    assert session_keys(await client.get(SECRET, "m-session", namespace)) == rotated
+    assert await pod_hash(client, namespace, "m") == after
+    assert rotated.partition(",")[0] not in str(await client.get(DEPLOYMENT, "m", namespace))
+
+    # Deleted by the user: a new key is made, and the pods roll again.
+    await client.delete(SECRET, "m-session", namespace)
+
+    async def remade() -> dict[str, Any] | None:
+        secret = await get_or_none(client, SECRET, "m-session", namespace)
+        return secret if secret is not None and session_keys(secret) not in (old, rotated) else None
+
+    fresh = await eventually(remade, "a new session key is made")
+    KeyRing.parse(session_keys(fresh))
+    await eventually(lambda: _changed(client, namespace, "m", after), "the new key rolls the pods")
+    assert secret_writes(operator) == [("create", "m-session"), ("create", "m-session")]
+
+
+async def test_foreign_secret_named_like_the_session_key_blocks_and_is_left_alone(
+    operator: RunningOperator, client: Client, namespace: str
+) -> None:
+    value = "foreign-value-7d1f3c"
+    await client.apply(secret_object(namespace, "m-session", {"keys": value}), field_manager="someone-else")
+    foreign = await client.get(SECRET, "m-session", namespace)
+    await client.apply(secret_object(namespace, "pat", {"token": "t"}), field_manager="t")
+    await client.apply(mcp_object(namespace, "m", [http()]), field_manager="t")
+    c = await accepted_with(client, namespace, "m", "False", "ChildConflict")
+    assert c["message"] == (
+        f"MCP {namespace}/m: Secret {namespace}/m-session already exists and is not managed by agentkube; "
+        "delete or rename it so agentkube can own it"
+    )
+    await eventually(operator.idle, "the controllers are idle")
+    assert await get_or_none(client, DEPLOYMENT, "m", namespace) is None
+    now = await client.get(SECRET, "m-session", namespace)
+    assert now["metadata"]["resourceVersion"] == foreign["metadata"]["resourceVersion"]
+    assert "ownerReferences" not in now["metadata"]
+    assert session_keys(now) == value
+    assert secret_writes(operator) == []
+    events, _ = await client.list(EVENT, namespace)
+    assert value not in str(events) and value not in str(await client.get(MCP, "m", namespace))
+
+    # Once it is gone (the Secret watch tells the MCP), the operator makes its own.
+    await client.delete(SECRET, "m-session", namespace)
+    await accepted_with(client, namespace, "m", "True", "Accepted")
+    uid = (await client.get(MCP, "m", namespace))["metadata"]["uid"]
+    KeyRing.parse(session_keys(await session_secret(client, namespace, "m", uid)))
+
+
+async def test_deleted_and_recreated_mcp_gets_a_new_session_key(
+    operator: RunningOperator, client: Client, namespace: str
+) -> None:
+    await client.apply(secret_object(namespace, "pat", {"token": "t"}), field_manager="t")
+    await client.apply(mcp_object(namespace, "m", [http()]), field_manager="t")
+    await accepted_with(client, namespace, "m", "True", "Accepted")
+    old_uid = (await client.get(MCP, "m", namespace))["metadata"]["uid"]
+    old = session_keys(await session_secret(client, namespace, "m", old_uid))
+    await eventually(lambda: get_or_none(client, DEPLOYMENT, "m", namespace), "the Deployment exists")
+
+    await client.delete(MCP, "m", namespace)
+
+    async def gone() -> bool:
+        return await get_or_none(client, MCP, "m", namespace) is None
+
+    await eventually(gone, "the MCP is deleted")
+    # No garbage collector runs here: until one has, the key is the deleted MCP's, not the new one's.
+    await client.apply(mcp_object(namespace, "m", [http()]), field_manager="t")
+    c = await accepted_with(client, namespace, "m", "False", "ChildConflict")
+    assert (
+        f"Secret {namespace}/m-session already exists and is controlled by another object (uid {old_uid})"
+        in c["message"]
+    )
+    new_uid = (await client.get(MCP, "m", namespace))["metadata"]["uid"]
+    assert new_uid != old_uid
+
+    # Play the garbage collector: what the deleted MCP controlled goes.
+    for gvk, name in ((CONFIG_MAP, "m-config"), (DEPLOYMENT, "m"), (SERVICE, "m"), (SECRET, "m-session")):
+        await client.delete(gvk, name, namespace)
+    await accepted_with(client, namespace, "m", "True", "Accepted")
+    new = session_keys(await session_secret(client, namespace, "m", new_uid))
+    assert new != old
+    KeyRing.parse(new)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agentkube.controllers.kinds import DEPLOYMENT, LLM_GATEWAY, MCP, POD_DISRUPTION_BUDGET
+from agentkube.controllers.kinds import DEPLOYMENT, LLM_GATEWAY, MCP, POD_DISRUPTION_BUDGET, SECRET
 from agentkube.runtime.client import Client
 from agentkube.runtime.errors import NotFound
 from agentkube.testing.controlplane import ControlPlane
@@ -97,6 +97,7 @@ async def test_operator_as_its_service_account_is_refused_nothing(
         await until(lambda: accepted(MCP, "broken", "False"), "the broken MCP is reported")
         await until(lambda: accepted(LLM_GATEWAY, "shared-gateway", "True"), "the gateway is accepted")
         await until(lambda: client.get(POD_DISRUPTION_BUDGET, "tools", namespace), "the PDB exists")
+        await until(lambda: client.get(SECRET, "tools-session", namespace), "the session key is made")
 
         # Deployment status is read, a PDB deleted (prune), a Secret change followed.
         await set_available(client, namespace, "tools", True)

@@ -1,8 +1,10 @@
 """Zero writes at rest: once converged, reconciling everything again sends no write request at all.
 
 The operator runs on a client that notes every write it sends (children, status, Events). Objects are
-created before it starts, so its first pass sees them all; each child must then be applied once and
-each status written once, and any later pass over the unchanged world must write nothing.
+created before it starts, so its first pass sees them all; each child must then be applied once,
+each healthy MCP's session-key Secret created once (the one write a child gets that is a create, not
+an apply) and each status written once, and any later pass over the unchanged world must write
+nothing.
 """
 
 from __future__ import annotations
@@ -107,8 +109,13 @@ async def test_first_pass_writes_each_child_and_status_once(
         }
         children = Counter(k for k, _, sub in applied if sub is None)
         assert children == {"ConfigMap": 4, "Deployment": 4, "Service": 4, "PodDisruptionBudget": 1}
-        # One Normal event per healthy object, one Warning for the broken one.
-        assert len(op.client.writes_of("create", "Event")) == 5
+        # The session keys of the healthy MCPs, not of the broken one (not Accepted: nothing made).
+        made = sorted(w.name for w in op.client.writes_of("create", "Secret"))
+        assert made == ["front-session", "one-session", "two-session"]
+        assert [w for w in op.client.writes if w.kind == "Secret" and w.verb != "create"] == []
+        # One Normal event per healthy object's children, one per session key made, one Warning for
+        # the broken object.
+        assert len(op.client.writes_of("create", "Event")) == 4 + 3 + 1
         assert op.client.writes_of("delete") == []
 
 

@@ -9,6 +9,7 @@ PATH`` reads it with ``load_llm_gateway_config``. What the program may rely on:
 - Every ``routing.modelMap[].upstream`` names an upstream of the file, and ``routing.defaultModel``
   (when set) is served by an upstream or is a modelMap alias; the loader checks both.
 - ``rateLimit.scope: perClient`` comes with ``auth.mode: apikey`` (clients are told apart by key).
+- ``metrics`` has a default (port 9090) and may be left out; it is never ``listen``'s port.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from agentkube.dataplane.configfile import (
 
 __all__ = [
     "API_VERSION",
+    "DEFAULT_METRICS_PORT",
     "KIND",
     "Caching",
     "Client",
@@ -50,6 +52,7 @@ __all__ = [
 ]
 
 KIND: Final = "LLMGatewayConfig"
+DEFAULT_METRICS_PORT: Final = 9090
 Provider = Literal["openai", "anthropic", "bedrock", "vertex", "azure-openai", "ollama", "vllm"]
 
 
@@ -124,6 +127,10 @@ class LLMGatewayConfig(ConfigModel):
     kind: Literal["LLMGatewayConfig"] = KIND
     name: str = Field(description="namespace/name of the LLMGateway object, for logs and metrics.")
     listen: Listen
+    metrics: Listen = Field(
+        default_factory=lambda: Listen(port=DEFAULT_METRICS_PORT),
+        description="Where /metrics is served, apart from the client APIs (port 9090).",
+    )
     upstreams: list[Upstream] = Field(min_length=1)
     routing: Routing = Field(default_factory=Routing)
     rate_limit: RateLimit | None = None
@@ -135,6 +142,8 @@ class LLMGatewayConfig(ConfigModel):
     def _consistent(self) -> LLMGatewayConfig:
         names = [u.name for u in self.upstreams]
         require_unique(names, "upstreams: duplicate name(s)")
+        if self.metrics.port == self.listen.port:
+            raise ValueError(f"metrics.port: {self.metrics.port} is listen.port too; give it another port")
         for i, mapping in enumerate(self.routing.model_map):
             if mapping.upstream not in names:
                 raise ValueError(f"routing.modelMap[{i}].upstream: no upstream named {mapping.upstream!r}")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
+
+import pytest
 
 from agentkube.api import parse_llm_gateway
 from agentkube.controllers import llmgateway
 from agentkube.controllers.children import standard_labels
 from agentkube.controllers.workload import CONFIG_HASH_ANNOTATION, desired_children
-from agentkube.dataplane.llm.config import load_llm_gateway_config
+from agentkube.dataplane.llm.config import ConfigError, dump, load_llm_gateway_config
 from test.unit.controllers.conftest import World, secret, seed
 
 IMAGE = "ghcr.io/agentkube/agentkube:test"
@@ -38,6 +41,16 @@ def test_seed_gateway_runs_llm_gateway_with_every_key_from_its_secret(world: Wor
     (container,) = children["Deployment"]["spec"]["template"]["spec"]["containers"]
     assert container["name"] == "llm-gateway"
     assert container["args"] == ["llm-gateway", "--config", "/etc/agentkube/config.yaml"]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
+    assert container["readinessProbe"] == {"httpGet": {"path": "/readyz", "port": "http"}}
+    assert container["livenessProbe"] == {"httpGet": {"path": "/healthz", "port": "http"}}
+    assert children["Service"]["spec"]["ports"] == [
+        {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"},
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"},
+    ]
     assert container["env"] == [
         {
             "name": "AGENTKUBE_UPSTREAM_ANTHROPIC_APIKEY",
@@ -56,6 +69,8 @@ def test_seed_gateway_runs_llm_gateway_with_every_key_from_its_secret(world: Wor
     for value in ("sk-ant-SECRET", "key-a", "key-b"):
         assert value not in str(children)
     config = load_llm_gateway_config(text)
+    assert (config.listen.port, config.metrics.port) == (8080, 9090)
+    assert "metrics:\n  port: 9090\n" in text
     assert config.upstreams[0].api_key_env == "AGENTKUBE_UPSTREAM_ANTHROPIC_APIKEY"
     assert config.upstreams[0].models == ["claude-opus-4-7", "claude-sonnet-4-6", "claude-haiku-4-5"]
     assert config.routing.default_model == "claude-opus-4-7"
@@ -169,3 +184,23 @@ def test_workload_identity_providers_get_no_key_variable(world: World) -> None:
     assert "env" not in children["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     config = load_llm_gateway_config(children["ConfigMap"]["data"]["config.yaml"])
     assert (config.upstreams[0].api_key_env, config.upstreams[0].region) == (None, "us-east-1")
+
+
+def test_gateway_on_9090_serves_metrics_beside_it_and_the_config_refuses_one_port_for_both(
+    world: World,
+) -> None:
+    with_secrets(world)
+    obj = seed("LLMGateway")
+    obj["spec"]["port"] = 9090
+    children = children_of(world, obj)
+    config = load_llm_gateway_config(children["ConfigMap"]["data"]["config.yaml"])
+    assert (config.listen.port, config.metrics.port) == (9090, 9091)
+    assert children["Service"]["spec"]["ports"][1] == {
+        "name": "metrics",
+        "port": 9091,
+        "targetPort": "metrics",
+        "protocol": "TCP",
+    }
+    same = dump(config).replace("port: 9091", "port: 9090")
+    with pytest.raises(ConfigError, match=re.escape("metrics.port: 9090 is listen.port too")):
+        load_llm_gateway_config(same)

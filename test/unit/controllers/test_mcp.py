@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import itertools
 from typing import Any
 
 import pytest
@@ -10,8 +12,25 @@ import pytest
 from agentkube.api import parse_mcp
 from agentkube.controllers import mcp
 from agentkube.controllers.children import standard_labels
-from agentkube.controllers.workload import CONFIG_HASH_ANNOTATION, desired_children
-from agentkube.dataplane.mcp.config import HttpUpstream, StdioUpstream, load_mcp_proxy_config
+from agentkube.controllers.kinds import SECRET
+from agentkube.controllers.secrets import digest_secret
+from agentkube.controllers.workload import (
+    CONFIG_HASH_ANNOTATION,
+    METRICS_PORT,
+    GeneratedSecrets,
+    Workload,
+    desired_children,
+    generated_secret,
+)
+from agentkube.dataplane.mcp.config import (
+    DEFAULT_METRICS_PORT,
+    HttpUpstream,
+    StdioUpstream,
+    load_mcp_proxy_config,
+)
+from agentkube.dataplane.mcp.sessions import KeyRing
+from agentkube.runtime.errors import AlreadyExists, NotFound
+from agentkube.runtime.gvk import GVK, ObjectKey
 from test.unit.controllers.conftest import World, secret, seed
 
 IMAGE = "ghcr.io/agentkube/agentkube:test"
@@ -69,7 +88,10 @@ def test_seed_mcp_becomes_config_map_deployment_service_and_pdb(world: World) ->
         "name": "mcp-proxy",
         "image": IMAGE,
         "args": ["mcp-proxy", "--config", "/etc/agentkube/config.yaml"],
-        "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+        ],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
         "resources": {"limits": {"memory": "256Mi"}, "requests": {"cpu": "50m", "memory": "64Mi"}},
@@ -89,6 +111,10 @@ def test_seed_mcp_becomes_config_map_deployment_service_and_pdb(world: World) ->
                 "name": "AGENTKUBE_UPSTREAM_GITHUB_SECRET",
                 "valueFrom": {"secretKeyRef": {"name": "github-upstream-pat", "key": "token"}},
             },
+            {
+                "name": "AGENTKUBE_SESSION_KEYS",
+                "valueFrom": {"secretKeyRef": {"name": "github-tools-session", "key": "keys"}},
+            },
             {"name": "HOME", "value": "/tmp"},
         ],
     }
@@ -101,7 +127,10 @@ def test_seed_mcp_becomes_config_map_deployment_service_and_pdb(world: World) ->
     assert children["Service"]["spec"] == {
         "type": "ClusterIP",
         "selector": {"app.kubernetes.io/name": "mcp-proxy", "app.kubernetes.io/instance": "github-tools"},
-        "ports": [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"},
+            {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"},
+        ],
     }
     assert children["PodDisruptionBudget"]["spec"] == {
         "minAvailable": 1,
@@ -118,6 +147,8 @@ def test_seed_config_names_the_env_var_and_never_holds_the_secret(world: World) 
     config = load_mcp_proxy_config(text)
     assert config.name == "team-a/github-tools"
     assert config.listen.port == 8080
+    assert config.metrics.port == 9090
+    assert config.sessions.keys_env == "AGENTKUBE_SESSION_KEYS"
     (upstream,) = config.upstreams
     assert isinstance(upstream, HttpUpstream)
     assert upstream.url == "https://mcp.github.com"
@@ -337,7 +368,7 @@ def test_indexes_name_referenced_secrets_and_mcps(make_mcp: Any) -> None:
             },
         ],
     )
-    assert list(mcp.index_secrets(obj)) == ["team-a/pat", "team-a/s1"]
+    assert list(mcp.index_secrets(obj)) == ["team-a/pat", "team-a/s1", "team-a/x-session"]
     assert list(mcp.index_mcp_refs(obj)) == ["other/c", "team-a/b"]
 
 
@@ -353,5 +384,212 @@ def test_indexes_name_referenced_secrets_and_mcps(make_mcp: Any) -> None:
 )
 def test_indexes_survive_any_shape_a_user_writes(spec: Any) -> None:
     obj = {"metadata": {"name": "x", "namespace": "n"}, "spec": spec}
-    assert list(mcp.index_secrets(obj)) == []
+    assert list(mcp.index_secrets(obj)) == ["n/x-session"]
     assert list(mcp.index_mcp_refs(obj)) == []
+
+
+def test_every_mcp_declares_its_session_key_secret_for_the_operator_to_make(
+    world: World, make_mcp: Any
+) -> None:
+    world.add(secret("team-a", "pat", {"token": "t"}))
+    obj = make_mcp("one", [GITHUB], replicas=1)
+    plan = mcp.plan(world.cache, IMAGE, obj, parse_mcp(obj))
+    assert plan.workload is not None
+    (generated,) = plan.workload.generated
+    assert (generated.name, generated.key) == ("one-session", "keys")
+    # Its digest is the reconciler's to add, from the Secret as it exists: the plan has none.
+    assert set(plan.workload.secret_digests) == {"pat/token"}
+
+
+def test_new_session_keys_are_one_fresh_32_byte_key_the_proxy_can_read() -> None:
+    first, second = mcp.new_session_keys(), mcp.new_session_keys()
+    assert first != second
+    kid, _, encoded = first.partition(":")
+    assert kid == "k1"
+    assert len(base64.b64decode(encoded, validate=True)) == 32
+    assert KeyRing.parse(first) is not None
+
+
+def test_session_secret_is_owned_labelled_and_holds_only_the_key_ring(world: World, make_mcp: Any) -> None:
+    world.add(secret("team-a", "pat", {"token": "t"}))
+    obj = make_mcp("one", [GITHUB])
+    plan = mcp.plan(world.cache, IMAGE, obj, parse_mcp(obj))
+    assert plan.workload is not None
+    (generated,) = plan.workload.generated
+    body = generated_secret(plan.workload, generated)
+    assert body["metadata"] == {
+        "name": "one-session",
+        "namespace": "team-a",
+        "labels": standard_labels("mcp-proxy", "one"),
+        "ownerReferences": [
+            {
+                "apiVersion": "agentkube.io/v1alpha1",
+                "kind": "MCP",
+                "name": "one",
+                "uid": obj["metadata"]["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+    assert (body["apiVersion"], body["kind"], body["type"]) == ("v1", "Secret", "Opaque")
+    assert list(body["data"]) == ["keys"]
+    value = base64.b64decode(body["data"]["keys"]).decode()
+    assert value.startswith("k1:")
+    # A new value each time it is made (it is made once), and in no other child.
+    assert generated_secret(plan.workload, generated)["data"] != body["data"]
+    assert value not in str(desired_children(plan.workload))
+    assert value.partition(":")[2] not in str(desired_children(plan.workload))
+
+
+def test_metrics_port_is_9090_and_moves_aside_when_the_proxy_itself_serves_there(
+    world: World, make_mcp: Any
+) -> None:
+    assert METRICS_PORT == DEFAULT_METRICS_PORT == 9090
+    world.add(secret("team-a", "pat", {"token": "t"}))
+    children = children_of(world, make_mcp("on-9090", [GITHUB], port=9090))
+    (container,) = children["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 9090, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9091, "protocol": "TCP"},
+    ]
+    assert children["Service"]["spec"]["ports"] == [
+        {"name": "http", "port": 9090, "targetPort": "http", "protocol": "TCP"},
+        {"name": "metrics", "port": 9091, "targetPort": "metrics", "protocol": "TCP"},
+    ]
+    config = load_mcp_proxy_config(children["ConfigMap"]["data"]["config.yaml"])
+    assert (config.listen.port, config.metrics.port) == (9090, 9091)
+    # Probes stay on the API port.
+    assert container["readinessProbe"]["httpGet"]["port"] == "http"
+    assert container["livenessProbe"]["httpGet"]["port"] == "http"
+
+
+# -- the session key, made once ------------------------------------------------------------------
+
+
+class Answers:
+    """What ``GeneratedSecrets`` asks of the API server (create, get), answered as it would be from
+    a store the test controls, each call noted. The real API server cannot make the cache lag on
+    cue; the integration tests run the rest against it."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, str]] = []
+        self._versions = itertools.count(200)
+
+    def put(self, obj: dict[str, Any]) -> dict[str, Any]:
+        stored = copy.deepcopy(obj)
+        stored["metadata"].setdefault("uid", f"secret-uid-{next(self._versions)}")
+        stored["metadata"]["resourceVersion"] = str(next(self._versions))
+        self.objects[stored["metadata"]["name"]] = stored
+        return copy.deepcopy(stored)
+
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("create", obj["metadata"]["name"]))
+        if obj["metadata"]["name"] in self.objects:
+            raise AlreadyExists(409, "AlreadyExists", "already exists")
+        return self.put(obj)
+
+    async def get(self, gvk: GVK, name: str, namespace: str | None = None) -> dict[str, Any]:
+        assert gvk == SECRET
+        self.calls.append(("get", name))
+        if name not in self.objects:
+            raise NotFound(404, "NotFound", "not found")
+        return copy.deepcopy(self.objects[name])
+
+
+class Maker:
+    """``GeneratedSecrets`` over a real (not running) cache and ``Answers``, for one MCP."""
+
+    def __init__(self, world: World, make_mcp: Any) -> None:
+        self.world = world
+        self.api = Answers()
+        self.generated = GeneratedSecrets(world.cache, self.api, None)
+        world.add(secret("team-a", "pat", {"token": "t"}))
+        self.owner = make_mcp("m", [GITHUB])
+        plan = mcp.plan(world.cache, IMAGE, self.owner, parse_mcp(self.owner))
+        assert plan.workload is not None
+        self.workload: Workload = plan.workload
+
+    def cache_shows(self, name: str | None, *, informer_rv: int) -> None:
+        """The informer at ``informer_rv``, holding the Secret ``name`` as the API has it (or none)."""
+        self.world.secrets.reflector.resource_version = str(informer_rv)
+        for cached in self.world.secrets.store.list():
+            self.world.secrets.store.remove(ObjectKey.of(cached))
+        if name is not None:
+            self.world.add(self.api.objects[name])
+
+    async def digests(self) -> tuple[dict[str, str], list[tuple[str, str]]]:
+        digests, problems = await self.generated.digests("MCP team-a/m", self.workload)
+        return digests, [(p.reason, p.message) for p in problems]
+
+    def digest_of(self, name: str) -> str:
+        return str(digest_secret(self.api.objects[name])["digests"]["keys"])
+
+
+@pytest.fixture
+def maker(world: World, make_mcp: Any) -> Maker:
+    return Maker(world, make_mcp)
+
+
+async def test_missing_session_key_is_created_and_not_again_while_the_cache_lags(maker: Maker) -> None:
+    maker.cache_shows(None, informer_rv=100)
+    digests, problems = await maker.digests()
+    assert (maker.api.calls, problems) == ([("create", "m-session")], [])
+    created = maker.api.objects["m-session"]
+    assert digests == {"m-session/keys": maker.digest_of("m-session")}
+    KeyRing.parse(base64.b64decode(created["data"]["keys"]).decode())
+
+    # The cache has not seen the create yet: the same digest, no second create.
+    maker.cache_shows(None, informer_rv=int(created["metadata"]["resourceVersion"]) - 1)
+    assert await maker.digests() == (digests, [])
+    # It has, and shows it: still nothing written, nothing asked.
+    maker.cache_shows("m-session", informer_rv=int(created["metadata"]["resourceVersion"]))
+    assert await maker.digests() == (digests, [])
+    assert maker.api.calls == [("create", "m-session")]
+
+
+async def test_session_key_deleted_after_the_cache_saw_it_is_made_anew(maker: Maker) -> None:
+    maker.cache_shows(None, informer_rv=100)
+    first, _ = await maker.digests()
+    created = maker.api.objects.pop("m-session")
+    maker.cache_shows(None, informer_rv=int(created["metadata"]["resourceVersion"]) + 5)
+    second, problems = await maker.digests()
+    assert problems == []
+    assert maker.api.calls == [("create", "m-session"), ("create", "m-session")]
+    assert second != first
+
+
+async def test_cached_session_key_is_looked_up_once_per_uid_for_its_owner(maker: Maker) -> None:
+    # After a restart: the Secret is ours, but the cache keeps no owner references.
+    maker.api.put(generated_secret(maker.workload, maker.workload.generated[0]))
+    maker.cache_shows("m-session", informer_rv=1000)
+    expected = ({"m-session/keys": maker.digest_of("m-session")}, [])
+    assert await maker.digests() == expected
+    assert await maker.digests() == expected
+    assert maker.api.calls == [("get", "m-session")]
+
+
+async def test_session_key_made_since_the_cache_looked_is_judged_not_overwritten(maker: Maker) -> None:
+    # A previous leader made it a moment ago: the create is refused, the one there is used.
+    maker.api.put(generated_secret(maker.workload, maker.workload.generated[0]))
+    maker.cache_shows(None, informer_rv=100)
+    assert await maker.digests() == ({"m-session/keys": maker.digest_of("m-session")}, [])
+    assert maker.api.calls == [("create", "m-session"), ("get", "m-session")]
+
+
+async def test_session_key_stripped_of_its_key_is_reported(maker: Maker) -> None:
+    made = generated_secret(maker.workload, maker.workload.generated[0])
+    made["data"] = {"other": made["data"]["keys"]}
+    maker.api.put(made)
+    maker.cache_shows("m-session", informer_rv=1000)
+    assert await maker.digests() == (
+        {},
+        [
+            (
+                "SecretKeyNotFound",
+                'MCP team-a/m: Secret "m-session" (the session key, made by agentkube) has no key "keys"; '
+                "delete the Secret to have a new one made",
+            )
+        ],
+    )
