@@ -24,6 +24,16 @@ FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="agentkube" \
       org.opencontainers.image.description="Kubernetes operator for MCP proxies, LLM gateways and agentgateway tool gateways" \
       org.opencontainers.image.licenses="Apache-2.0"
+# stdio upstreams of an MCP are commands the proxy starts in its own pod: most are published for
+# npx (Node.js) or uvx (uv), so the image carries both. A child sees only PATH, HOME and the env its
+# MCP gives it; HOME=/tmp (the one writable directory: the root filesystem is read-only and the
+# Deployment mounts an emptyDir there) puts the npm and uv caches and uvx's tools under /tmp.
+RUN apt-get update \
+ && apt-get install --yes --no-install-recommends nodejs npm ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && pip install --no-cache-dir uv \
+ && pip uninstall --yes pip setuptools
+ENV HOME=/tmp
 # A fixed numeric uid, so `runAsNonRoot: true` can verify it without a passwd lookup.
 RUN groupadd --gid 65532 agentkube \
  && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \

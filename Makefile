@@ -29,14 +29,19 @@ envtest: ## Build (or reuse) kube-apiserver and etcd from Go modules; prints the
 	@hack/build-envtest.sh
 
 .PHONY: lint
-lint: venv ## ruff (lint + format check) and mypy --strict on agentkube/runtime and agentkube/testing.
+lint: venv ## ruff (lint + format check) and mypy --strict on agentkube/runtime, agentkube/testing and agentkube/dataplane.
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy agentkube/runtime agentkube/testing
+	$(BIN)/mypy agentkube/runtime agentkube/testing agentkube/dataplane
 
 .PHONY: test
-test: venv lint crds ## Lint, type-check, then every pytest tier against a real kube-apiserver + etcd.
-	KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" $(BIN)/pytest $(PYTEST_ARGS)
+test: venv lint crds e2e-peers ## Lint, type-check, then every pytest tier against a real kube-apiserver + etcd.
+	KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" AGENTKUBE_E2E_PEERS="$$(hack/install-e2e-peers.sh)" \
+		$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: e2e-peers
+e2e-peers: ## Install the real MCP peers of the e2e tier (Node.js 22, MCP servers, SDKs, conformance suite).
+	@hack/install-e2e-peers.sh >/dev/null
 
 .PHONY: crds
 crds: ## Fetch third-party CRDs (Gateway API, agentgateway) from their Go modules into the cache.

@@ -56,7 +56,7 @@ import structlog
 from aiohttp import web
 
 from agentkube.dataplane.mcp import wire
-from agentkube.dataplane.mcp.catalog import Catalog
+from agentkube.dataplane.mcp.catalog import Catalog, Kind
 from agentkube.dataplane.mcp.config import MCPProxyConfig
 from agentkube.dataplane.mcp.events import PING, format_event
 from agentkube.dataplane.mcp.metrics import ProxyMetrics, method_label
@@ -112,6 +112,8 @@ class _Call:
     """One client request being answered."""
 
     era: str
+    """``modern``, ``legacy``, or ``retry``: the proxy's own retry of a 2026-07-28 upstream call with
+    answers it collected (no stream, nothing to relay)."""
     client: ClientContext
     request_id: Any
     state: SessionState | None = None
@@ -301,7 +303,7 @@ class Front:
         version = request.headers.get(VERSION_HEADER)
         if version is not None and version not in SESSION_VERSIONS and version != "2024-11-05":
             return await self._modern(request, message, cors)
-        return await self._legacy(request, message, version, cors)
+        return await self._legacy(request, message, cors)
 
     # --------------------------------------------------------------------------------- modern era
 
@@ -382,7 +384,7 @@ class Front:
     # --------------------------------------------------------------------------------- session era
 
     async def _legacy(
-        self, request: web.Request, message: Message, version: str | None, cors: dict[str, str]
+        self, request: web.Request, message: Message, cors: dict[str, str]
     ) -> web.StreamResponse:
         method = message.get("method")
         if method == "initialize" and "id" in message:
@@ -391,10 +393,6 @@ class Front:
         if isinstance(state_or_error, web.Response):
             return state_or_error
         state = state_or_error
-        if version is not None and version != state.protocol_version and version in SESSION_VERSIONS:
-            log.debug(
-                "client sent another version than negotiated", sent=version, negotiated=state.protocol_version
-            )
         if wire.is_response(message):
             await self._client_response(message, state)
             return web.Response(status=202, headers=cors)
@@ -667,48 +665,40 @@ class Front:
 
     async def _dispatch(self, method: str, params: dict[str, Any] | None, call: _Call) -> Any:
         modern = call.era == "modern"
-        if method in ("tools/list", "prompts/list", "resources/list", "resources/templates/list"):
-            kind = {"resources/templates/list": "resourceTemplates"}.get(method, method.split("/")[0])
-            key = "resourceTemplates" if kind == "resourceTemplates" else kind
-            result: dict[str, Any] = {key: self.catalog.list(kind)}  # type: ignore[arg-type]
+        params = params or {}
+        kind = _LISTS.get(method)
+        if kind is not None:
+            result: dict[str, Any] = {kind: self.catalog.list(kind)}
             if modern:
                 result.update(resultType="complete", ttlMs=0, cacheScope="private")
             return result
         if method == "tools/call":
-            name = (params or {}).get("name")
-            if not isinstance(name, str):
-                raise RpcError(wire.INVALID_PARAMS, "tools/call needs a string params.name")
+            name = _string(params, "name", method)
             route = self.catalog.route_tool(name)
             if route is None:
                 raise RpcError(wire.INVALID_PARAMS, f"Unknown tool: {name}")
-            return await self._call_tool(name, route.upstream, route.name, params or {}, call)
+            return await self._call_tool(name, route.upstream, route.name, params, call)
         if method == "prompts/get":
-            name = (params or {}).get("name")
-            if not isinstance(name, str):
-                raise RpcError(wire.INVALID_PARAMS, "prompts/get needs a string params.name")
+            name = _string(params, "name", method)
             route = self.catalog.route_prompt(name)
             if route is None:
                 raise RpcError(wire.INVALID_PARAMS, f"Unknown prompt: {name}")
-            return await self._forward(route.upstream, method, {**(params or {}), "name": route.name}, call)
+            return await self._forward(route.upstream, method, {**params, "name": route.name}, call)
         if method == "resources/read":
-            uri = (params or {}).get("uri")
-            if not isinstance(uri, str):
-                raise RpcError(wire.INVALID_PARAMS, "resources/read needs a string params.uri")
+            uri = _string(params, "uri", method)
             owner = self.catalog.route_resource(uri)
             if owner is None:
                 raise RpcError(RESOURCE_NOT_FOUND, f"Resource not found: {uri}", {"uri": uri})
-            return await self._forward(owner, method, params or {}, call)
+            return await self._forward(owner, method, params, call)
         if method == "completion/complete":
-            return await self._complete(params or {}, call)
+            return await self._complete(params, call)
         if method == "ping" and not modern:
             return {}
         if method == "logging/setLevel" and not modern:
-            for name, session in call.state.upstream_sessions.items() if call.state else ():
+            # The level is the session's: set it on each upstream session the client has.
+            for name in call.state.upstream_sessions if call.state else ():
                 with contextlib.suppress(RpcError, _SessionGone):
-                    await self._forward(
-                        name, method, params or {}, _Call("legacy", call.client, None, call.state)
-                    )
-                del session
+                    await self._forward(name, method, params, _Call("legacy", call.client, None, call.state))
             return {}
         if method == "server/discover" and modern:
             return {
@@ -884,9 +874,7 @@ class Front:
                 retry["requestState"] = result["requestState"]
             else:
                 retry.pop("requestState", None)
-            result = await self._forward(
-                name, method, retry, _Call("modern-retry", call.client, None, call.state)
-            )
+            result = await self._forward(name, method, retry, _Call("retry", call.client, None, call.state))
             if not (isinstance(result, dict) and result.get("resultType") == "input_required"):
                 return result
         raise RpcError(
@@ -941,6 +929,22 @@ class Front:
             self.upstreams[upstream].changed(kind)
         elif call.emit is not None:
             await call.emit(message)
+
+
+_LISTS: Mapping[str, Kind] = {
+    "tools/list": "tools",
+    "prompts/list": "prompts",
+    "resources/list": "resources",
+    "resources/templates/list": "resourceTemplates",
+}
+"""List methods and the catalog kind (and result field) each answers with."""
+
+
+def _string(params: Mapping[str, Any], key: str, method: str) -> str:
+    value = params.get(key)
+    if not isinstance(value, str):
+        raise RpcError(wire.INVALID_PARAMS, f"{method} needs a string params.{key}")
+    return value
 
 
 def _gone(request: web.Request) -> bool:

@@ -37,7 +37,6 @@ from agentkube.dataplane.mcp.upstream import (
     ClientContext,
     Era,
     Exchange,
-    ListKind,
     Message,
     SessionLost,
     Upstream,
@@ -261,7 +260,7 @@ class StreamableHttpUpstream(Upstream):
                 continue
             method = message.get("method")
             if isinstance(method, str) and (kind := wire.list_kind(method)) is not None:
-                self._list_changed(_kind(kind))
+                self.changed(kind)
             elif wire.is_request(message):
                 # Outside any client request there is nobody to ask: answer ping, refuse the rest.
                 answer = (
@@ -491,8 +490,3 @@ def _describe_reply(status: int, reply: Message | None) -> str:
     if reply is not None and isinstance(reply.get("error"), dict):
         return f"HTTP {status}: {reply['error'].get('message')}"
     return f"HTTP {status}"
-
-
-def _kind(kind: str) -> ListKind:
-    assert kind in ("tools", "prompts", "resources")
-    return kind  # type: ignore[return-value]

@@ -25,7 +25,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from agentkube.dataplane.mcp import wire
-from agentkube.dataplane.mcp.catalog import Catalog
+from agentkube.dataplane.mcp.catalog import Catalog, Kind
 from agentkube.dataplane.mcp.config import HttpUpstream, MCPProxyConfig, StdioUpstream
 from agentkube.dataplane.mcp.front import Front
 from agentkube.dataplane.mcp.http import StreamableHttpUpstream
@@ -41,7 +41,7 @@ log = structlog.get_logger("agentkube.mcp.proxy")
 MAX_PAGES = 1000
 """Pages read of one list before giving up on an upstream whose cursors never end."""
 
-_LISTS = {
+_LISTS: dict[Kind, tuple[str, str]] = {
     "tools": ("tools/list", "tools"),
     "prompts": ("prompts/list", "prompts"),
     "resources": ("resources/list", "resources"),
@@ -76,8 +76,8 @@ class Proxy:
         self.upstreams: dict[str, Upstream] = {}
         self.front: Front | None = None
         self._http: aiohttp.ClientSession | None = None
-        self._refreshing: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._dirty: set[tuple[str, str]] = set()
+        self._refreshing: dict[tuple[str, Kind], asyncio.Task[None]] = {}
+        self._dirty: set[tuple[str, Kind]] = set()
         self._collisions: set[tuple[str, str, str, str]] = set()
 
     def ready(self) -> str | None:
@@ -138,7 +138,9 @@ class Proxy:
     # ------------------------------------------------------------------------------------ catalog
 
     def _refresh_soon(self, name: str, kind: str) -> None:
-        kinds = ("resources", "resourceTemplates") if kind == "resources" else (kind,)
+        kinds: tuple[Kind, ...] = (
+            ("resources", "resourceTemplates") if kind == "resources" else (_kind(kind),)
+        )
         for k in kinds:
             key = (name, k)
             if key in self._refreshing:
@@ -146,7 +148,7 @@ class Proxy:
                 continue
             self._refreshing[key] = asyncio.create_task(self._refresh(name, k))
 
-    async def _refresh(self, name: str, kind: str) -> None:
+    async def _refresh(self, name: str, kind: Kind) -> None:
         key = (name, kind)
         try:
             while True:
@@ -159,7 +161,7 @@ class Proxy:
         finally:
             self._refreshing.pop(key, None)
 
-    async def _read_list(self, name: str, kind: str) -> list[dict[str, Any]] | None:
+    async def _read_list(self, name: str, kind: Kind) -> list[dict[str, Any]] | None:
         """Every page of one list of an upstream; None when it could not be read (keep what we had)."""
         method, field = _LISTS[kind]
         upstream = self.upstreams[name]
@@ -194,8 +196,8 @@ class Proxy:
     def _list_timeout(self) -> float:
         return max(30.0, 3 * self.config.limits.connect_timeout_seconds)
 
-    def _apply(self, name: str, kind: str, items: list[dict[str, Any]]) -> None:
-        changed = self.catalog.update(name, kind, items)  # type: ignore[arg-type]
+    def _apply(self, name: str, kind: Kind, items: list[dict[str, Any]]) -> None:
+        changed = self.catalog.update(name, kind, items)
         log.info("listed", upstream=name, kind=kind, items=len(items), surface_changed=changed)
         self._report(kind)
         if changed and self.front is not None:
@@ -208,11 +210,11 @@ class Proxy:
             if self.front is not None:
                 self.front.list_changed("resources" if kind == "resourceTemplates" else kind)
 
-    def _report(self, kind: str) -> None:
+    def _report(self, kind: Kind) -> None:
         """Metrics and a warning for every name lost in a collision."""
-        for name, count in self.catalog.counts(kind).items():  # type: ignore[arg-type]
+        for name, count in self.catalog.counts(kind).items():
             self.metrics.upstream_items.labels(name, kind).set(count)
-        for c in self.catalog.collisions(kind):  # type: ignore[arg-type]
+        for c in self.catalog.collisions(kind):
             seen = (kind, c.name, c.winner, c.hidden)
             if seen not in self._collisions:  # said once, counted for as long as it lasts
                 self._collisions.add(seen)
@@ -225,6 +227,12 @@ class Proxy:
                     fix="set toolPrefix on one of them, or filter the tool out",
                 )
             self.metrics.collisions.labels(*seen).set(1)
+
+
+def _kind(kind: str) -> Kind:
+    if kind not in _LISTS:
+        raise ValueError(f"no list of {kind!r}")
+    return kind
 
 
 def _up(upstream: Upstream) -> float:
