@@ -316,6 +316,35 @@ async def test_any_replica_continues_any_session(work: Path, upstreams: dict[str
             assert final is not None and final["result"]["content"][0]["text"] == "hello bee"
 
 
+async def test_a_rotated_key_ring_keeps_old_sessions_and_seals_new_ones(
+    work: Path, upstreams: dict[str, HttpPeer]
+) -> None:
+    """The Secret rewritten to ``k2:<new>,k1:<old>``: pods with the new ring open ids the old pods
+    sealed; once the old key is dropped, those ids are refused (404) and clients start again."""
+    new_key = "k2:" + "B" * 43 + "="
+    config = [http_upstream("f", upstreams["legacy"].url)]
+    sessions = {"keysEnv": "AGENTKUBE_SESSION_KEYS"}
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    with (
+        run_proxy(work, config, env={"AGENTKUBE_SESSION_KEYS": KEYS}, sessions=sessions) as old,
+        run_proxy(
+            work, config, env={"AGENTKUBE_SESSION_KEYS": f"{new_key},{KEYS}"}, sessions=sessions
+        ) as rotated,
+        run_proxy(work, config, env={"AGENTKUBE_SESSION_KEYS": new_key}, sessions=sessions) as dropped,
+    ):
+        async with aiohttp.ClientSession() as http:
+            sealed_by_old = {"Mcp-Session-Id": await _session(http, old.url)}
+            status, _, body = await _post(http, rotated.url, listing, sealed_by_old)
+            assert status == 200 and body["result"]["tools"]
+            sealed_by_new = {"Mcp-Session-Id": await _session(http, rotated.url)}
+            status, _, _ = await _post(http, dropped.url, listing, sealed_by_new)
+            assert status == 200
+            status, _, _ = await _post(http, old.url, listing, sealed_by_new)
+            assert status == 404  # an old pod does not know the new key
+            status, _, _ = await _post(http, dropped.url, listing, sealed_by_old)
+            assert status == 404
+
+
 async def test_client_credentials_never_reach_the_upstream(work: Path) -> None:
     with run_fixture(work, name="guarded", token="upstream-token") as guarded:
         upstream = http_upstream(
@@ -633,3 +662,54 @@ def test_fuzzing_left_the_proxy_serving(proxies: dict[str, RunningProxy]) -> Non
 
     assert asyncio.run(still()) == "alive"
     assert os.path.exists(proxies["dual"].config_path)
+
+
+async def test_traces_go_to_the_otlp_endpoint_as_children_of_the_clients_trace(
+    work: Path, upstreams: dict[str, HttpPeer]
+) -> None:
+    """An OTLP/HTTP receiver on loopback decodes what the proxy exports with the protocol's own
+    protobuf types; the client's W3C trace context (in ``_meta``, as MCP carries it) is the parent."""
+    from aiohttp import web
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    spans: list[Any] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        export = ExportTraceServiceRequest.FromString(await request.read())
+        for resource in export.resource_spans:
+            for scope in resource.scope_spans:
+                spans.extend(scope.spans)
+        return web.Response(status=200, content_type="application/x-protobuf", body=b"")
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_BSP_SCHEDULE_DELAY": "50"}
+    try:
+        with run_proxy(work, [http_upstream("f", upstreams["dual"].url, toolPrefix="f_")], env=env) as proxy:
+            meta = {**MODERN_META, "traceparent": f"00-{trace_id}-{parent_id}-01"}
+            call = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": "f_echo", "arguments": {"text": "do-not-trace-me"}, "_meta": meta},
+            }
+            async with aiohttp.ClientSession() as http:
+                status, _, body = await _post(http, proxy.url, call, _modern_headers("tools/call", "f_echo"))
+            assert status == 200 and body["result"]["content"][0]["text"] == "do-not-trace-me"
+            deadline = time.monotonic() + 20
+            while len([s for s in spans if s.trace_id.hex() == trace_id]) < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+    finally:
+        await runner.cleanup()
+    ours = {s.name: s for s in spans if s.trace_id.hex() == trace_id}
+    server, client = ours["tools/call f_echo"], ours["tools/call upstream"]
+    assert server.parent_span_id.hex() == parent_id
+    assert client.parent_span_id == server.span_id
+    attributes = {a.key: a.value.string_value for s in (server, client) for a in s.attributes}
+    assert attributes["gen_ai.tool.name"] == "f_echo" and attributes["mcp.upstream"] == "f"
+    assert "do-not-trace-me" not in str(spans)

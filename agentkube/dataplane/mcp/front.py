@@ -21,6 +21,9 @@ What clients may rely on:
 - A name the catalog does not route (unknown, hidden by a filter, lost in a collision) is an unknown
   tool or prompt (-32602), whatever the client claims: the filter is a security boundary.
 - A client's credentials (``Authorization``, cookies, any header) are never forwarded upstream.
+- ``_meta`` (progress tokens, trace context, anything else) goes upstream as the client sent it; with
+  tracing on (``OTEL_EXPORTER_OTLP_*``), ``traceparent`` names the proxy's own span of that hop,
+  a child of the client's.
 - Server-to-client requests of a session-era upstream reach session-era clients with an id the
   proxy wraps (``ak/<upstream>/<original id>``), so the client's answer can be routed by any replica
   (the upstream session it belongs to is in the client's sealed state).
@@ -188,12 +191,15 @@ class Front:
         sealer: Sealer,
         metrics: ProxyMetrics,
         server_version: str = str(PROXY_INFO["version"]),
+        tracer: Any = None,
     ) -> None:
+        """tracer: an OpenTelemetry tracer (``dataplane.tracing``), or None for no spans."""
         self.config = config
         self.catalog = catalog
         self.upstreams = dict(upstreams)
         self.sealer = sealer
         self.metrics = metrics
+        self.tracer = tracer
         self.server_info = {"name": str(PROXY_INFO["name"]), "title": config.name, "version": server_version}
         self._allowed_origins = {o.rstrip("/").lower() for o in config.allowed_origins}
         self._streams: set[asyncio.Queue[Message | None]] = set()
@@ -621,9 +627,7 @@ class Front:
         started = time.perf_counter()
         label = method_label(method)
         if task is None:
-            task = asyncio.ensure_future(
-                self._dispatch(method, params if isinstance(params, dict) else None, call)
-            )
+            task = self._start(method, params if isinstance(params, dict) else None, call)
         parked = False
         try:
             while True:
@@ -662,6 +666,75 @@ class Front:
             self.metrics.request_seconds.labels(label).observe(time.perf_counter() - started)
         self.metrics.requests.labels(label, call.era, "ok").inc()
         return await stream.finish(wire.response(call.request_id, result), 200)
+
+    def _start(self, method: str, params: dict[str, Any] | None, call: _Call) -> asyncio.Future[Any]:
+        """Run the dispatch as a task; with tracing, inside a server span whose parent is the
+        client's trace (``_meta.traceparent``, as MCP carries it, or the HTTP ``traceparent``)."""
+        if self.tracer is None:
+            return asyncio.ensure_future(self._dispatch(method, params, call))
+        from opentelemetry import propagate, trace
+
+        meta = (params or {}).get("_meta")
+        carrier = {k: v for k, v in (meta if isinstance(meta, dict) else {}).items() if isinstance(v, str)}
+        if "traceparent" not in carrier:
+            carrier = {
+                k.lower(): v for k, v in call.headers.items() if k.lower() in ("traceparent", "tracestate")
+            }
+        attributes: dict[str, str] = {
+            "mcp.method.name": method,
+            "mcp.protocol.version": call.client.protocol_version or "",
+        }
+        name = (params or {}).get("name")
+        if method in ("tools/call", "prompts/get") and isinstance(name, str):
+            attributes["gen_ai.tool.name" if method == "tools/call" else "gen_ai.prompt.name"] = name
+        if call.state is not None:
+            attributes["mcp.session.id"] = call.state.sid
+        span = self.tracer.start_span(
+            f"{method} {name}" if isinstance(name, str) else method,
+            context=propagate.extract(carrier),
+            kind=trace.SpanKind.SERVER,
+            attributes=attributes,
+        )
+        with trace.use_span(span, end_on_exit=False):
+            task = asyncio.ensure_future(self._dispatch(method, params, call))
+
+        def end(done: asyncio.Future[Any]) -> None:
+            error = None if done.cancelled() else done.exception()
+            if isinstance(error, RpcError):
+                span.set_attribute("rpc.jsonrpc.error_code", error.code)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, error.message))
+            elif error is not None or done.cancelled():
+                span.set_status(
+                    trace.Status(trace.StatusCode.ERROR, type(error).__name__ if error else "cancelled")
+                )
+            span.end()
+
+        task.add_done_callback(end)
+        return task
+
+    def _traced(self, name: str, method: str, params: dict[str, Any], headers: dict[str, str]) -> Any:
+        """A client span for the upstream hop; its context goes upstream in ``_meta`` and headers."""
+        if self.tracer is None:
+            return contextlib.nullcontext()
+        from opentelemetry import propagate, trace
+
+        span = self.tracer.start_as_current_span(
+            f"{method} upstream",
+            kind=trace.SpanKind.CLIENT,
+            attributes={"mcp.method.name": method, "mcp.upstream": name},
+        )
+
+        @contextlib.contextmanager
+        def hop() -> Any:
+            with span:
+                carrier: dict[str, str] = {}
+                propagate.inject(carrier)
+                meta = params.get("_meta")
+                params["_meta"] = {**(meta if isinstance(meta, dict) else {}), **carrier}
+                headers.update(carrier)
+                yield
+
+        return hop()
 
     async def _dispatch(self, method: str, params: dict[str, Any] | None, call: _Call) -> Any:
         modern = call.era == "modern"
@@ -812,15 +885,17 @@ class Front:
         async def relay(message: Message) -> None:
             await self._relay(name, message, call, session)
 
+        headers = {k: v for k, v in call.headers.items() if k.lower().startswith("mcp-param-")}
         exchange = Exchange(
             on_message=relay,
             client=call.client,
             session=session,
             request_id=call.request_id if session is not None else None,
-            headers={k: v for k, v in call.headers.items() if k.lower().startswith("mcp-param-")},
+            headers=headers,
         )
         try:
-            reply = await upstream.request(method, params, exchange)
+            with self._traced(name, method, params, headers):
+                reply = await upstream.request(method, params, exchange)
         except SessionLost:
             if session is not None:
                 log.info("upstream lost the client's session", upstream=name)

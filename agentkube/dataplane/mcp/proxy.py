@@ -33,6 +33,7 @@ from agentkube.dataplane.mcp.metrics import ProxyMetrics
 from agentkube.dataplane.mcp.sessions import KeyRing, Sealer
 from agentkube.dataplane.mcp.upstream import Exchange, Upstream, UpstreamError
 from agentkube.dataplane.server import Program
+from agentkube.dataplane.tracing import configure_tracing, shutdown_tracing
 
 __all__ = ["MAX_PAGES", "Proxy"]
 
@@ -118,7 +119,10 @@ class Proxy:
             upstream.on_down = functools.partial(self._forget, config.name)
             self.metrics.upstream_up.labels(config.name).set_function(functools.partial(_up, upstream))
             self.upstreams[config.name] = upstream
-        self.front = Front(self.config, self.catalog, self.upstreams, self.sealer, self.metrics, _version())
+        tracer = configure_tracing("agentkube-mcp-proxy")
+        self.front = Front(
+            self.config, self.catalog, self.upstreams, self.sealer, self.metrics, _version(), tracer
+        )
         self.front.routes(self.program.app)
         self.program.on_drain.append(self.front.drain)
         self.program.on_stop.append(self._close)
@@ -134,6 +138,7 @@ class Proxy:
         await asyncio.gather(*(u.close() for u in self.upstreams.values()), return_exceptions=True)
         if self._http is not None:
             await self._http.close()
+        await asyncio.to_thread(shutdown_tracing)
 
     # ------------------------------------------------------------------------------------ catalog
 
