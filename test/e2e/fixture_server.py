@@ -77,6 +77,15 @@ def build(tools: int, page_size: int, name: str = "fixture") -> Server[Any]:
             types.Tool(
                 name="secret_admin", description="Hidden by filters.", input_schema={"type": "object"}
             ),
+            types.Tool(
+                name="route",
+                description="Answers its region, which 2026-07-28 mirrors in an Mcp-Param-Region header.",
+                input_schema={
+                    "type": "object",
+                    "properties": {"region": {"type": "string", "x-mcp-header": "Region"}},
+                    "required": ["region"],
+                },
+            ),
         ]
         listed += [
             types.Tool(
@@ -146,6 +155,8 @@ def build(tools: int, page_size: int, name: str = "fixture") -> Server[Any]:
             extra["on"] = True
             await ctx.session.send_tool_list_changed()
             return types.CallToolResult(content=[types.TextContent(text="grown")])
+        if params.name == "route":
+            return types.CallToolResult(content=[types.TextContent(text=f"region {args.get('region')}")])
         if params.name in ("secret_admin", "extra") or params.name.startswith("tool_"):
             return types.CallToolResult(content=[types.TextContent(text=f"{params.name} ran")])
         raise ValueError(f"unknown tool {params.name}")

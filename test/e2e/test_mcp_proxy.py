@@ -32,7 +32,7 @@ pytestmark = pytest.mark.e2e
 
 MODES = ["legacy", "auto", "2026-07-28"]
 GENERATED = 120
-FIXED = ["add", "ask", "big", "echo", "fail", "grow", "progress", "slow"]  # secret_admin is denied
+FIXED = ["add", "ask", "big", "echo", "fail", "grow", "progress", "route", "slow"]  # secret_admin is denied
 ACCEPT = "application/json, text/event-stream"
 MODERN_META = {
     "io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -121,6 +121,34 @@ async def test_calls_progress_elicitation_prompts_and_resources_pass_through(
         assert listed == [f"fixture://{name}/readme"]
         read = await client.read_resource(f"fixture://{name}/items/42")  # through the template
         assert read.contents[0].text == f"contents of fixture://{name}/items/42"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_mcp_param_headers_reach_a_2026_upstream_whatever_the_client_speaks(
+    proxies: dict[str, RunningProxy], mode: str
+) -> None:
+    # The dual-era upstream refuses a tools/call whose Mcp-Param-Region header is missing or wrong.
+    async with _client(proxies["dual"].url, mode) as client:
+        result = await client.call_tool("f_route", {"region": "eu-west-1"})
+    assert result.content[0].text == "region eu-west-1"  # type: ignore[union-attr]
+
+
+async def test_mcp_param_headers_that_disagree_with_the_arguments_are_refused(
+    proxies: dict[str, RunningProxy],
+) -> None:
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "f_route", "arguments": {"region": "eu"}, "_meta": MODERN_META},
+    }
+    async with aiohttp.ClientSession() as http:
+        wrong = {**_modern_headers("tools/call", "f_route"), "Mcp-Param-Region": "us"}
+        status, _, body = await _post(http, proxies["dual"].url, call, wrong)
+        assert (status, body["error"]["code"]) == (400, -32020)
+        right = {**_modern_headers("tools/call", "f_route"), "Mcp-Param-Region": "eu"}
+        status, _, body = await _post(http, proxies["dual"].url, call, right)
+        assert status == 200 and body["result"]["content"][0]["text"] == "region eu"
 
 
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
@@ -605,7 +633,7 @@ async def test_metrics_are_on_their_own_port(proxies: dict[str, RunningProxy]) -
         'agentkube_mcp_tool_calls_total{result="ok",tool="f_echo",upstream="f"}',
         'agentkube_mcp_upstream_up{upstream="f"} 1.0',
         'agentkube_mcp_sessions_started_total{version="2025-11-25"}',
-        'agentkube_mcp_upstream_items{kind="tools",upstream="f"} 128.0',
+        'agentkube_mcp_upstream_items{kind="tools",upstream="f"} 129.0',
         "agentkube_mcp_request_duration_seconds_bucket",
     ):
         assert series in text, series
@@ -673,12 +701,16 @@ async def test_traces_go_to_the_otlp_endpoint_as_children_of_the_clients_trace(
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
     spans: list[Any] = []
+    both = asyncio.Event()
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 
     async def receive(request: web.Request) -> web.Response:
         export = ExportTraceServiceRequest.FromString(await request.read())
         for resource in export.resource_spans:
             for scope in resource.scope_spans:
                 spans.extend(scope.spans)
+        if len([s for s in spans if s.trace_id.hex() == trace_id]) >= 2:
+            both.set()
         return web.Response(status=200, content_type="application/x-protobuf", body=b"")
 
     app = web.Application()
@@ -687,7 +719,6 @@ async def test_traces_go_to_the_otlp_endpoint_as_children_of_the_clients_trace(
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_BSP_SCHEDULE_DELAY": "50"}
     try:
         with run_proxy(work, [http_upstream("f", upstreams["dual"].url, toolPrefix="f_")], env=env) as proxy:
@@ -701,9 +732,7 @@ async def test_traces_go_to_the_otlp_endpoint_as_children_of_the_clients_trace(
             async with aiohttp.ClientSession() as http:
                 status, _, body = await _post(http, proxy.url, call, _modern_headers("tools/call", "f_echo"))
             assert status == 200 and body["result"]["content"][0]["text"] == "do-not-trace-me"
-            deadline = time.monotonic() + 20
-            while len([s for s in spans if s.trace_id.hex() == trace_id]) < 2 and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            await asyncio.wait_for(both.wait(), 20)
     finally:
         await runner.cleanup()
     ours = {s.name: s for s in spans if s.trace_id.hex() == trace_id}

@@ -151,6 +151,8 @@ def compile_uri_template(template: str) -> re.Pattern[str] | None:
 class _Entry:
     upstream: str
     own: str
+    item: Item
+    """As listed to clients (final name)."""
 
 
 @dataclass(slots=True)
@@ -222,6 +224,11 @@ class Catalog:
             counts[entry.upstream] += 1
         return counts
 
+    def item(self, kind: Kind, name: str) -> Item | None:
+        """The item of ``kind`` clients see as ``name`` (read-only), or None."""
+        entry = self._surfaces[kind].entries.get(name)
+        return None if entry is None else entry.item
+
     def route_tool(self, name: str) -> Route | None:
         """Where the tool a client calls ``name`` lives; None when no listed, exposed tool has that name."""
         return self._route("tools", name)
@@ -267,14 +274,14 @@ class Catalog:
                 if winner is not None:
                     surface.collisions.append(Collision(final, winner.upstream, source.name))
                     continue
-                surface.entries[final] = _Entry(source.name, own)
+                shown = dict(item)
+                if renamed:
+                    shown[key] = final
+                surface.entries[final] = _Entry(source.name, own, shown)
                 if kind == "resourceTemplates":
                     pattern = compile_uri_template(own)
                     if pattern is not None:
                         surface.templates.append((source.name, pattern))
-                shown = dict(item)
-                if renamed:
-                    shown[key] = final
                 surface.listing.append(shown)
         surface.listing.sort(key=lambda shown: str(shown[key]))
         surface.collisions.sort(key=lambda c: c.name)

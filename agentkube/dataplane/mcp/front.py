@@ -870,22 +870,44 @@ class Front:
     ) -> Any:
         started = time.perf_counter()
         outcome = "error"
+        tool = self.catalog.item("tools", name) or {}
+        expected = wire.param_headers(tool.get("inputSchema"), params.get("arguments"))
+        if call.era == "modern":
+            # As a server of 2026-07-28 the proxy checks the headers against the body; upstream it
+            # sends the headers it computed, so they always agree.
+            sent = {
+                k.lower(): wire.decode_header_value(v)
+                for k, v in call.headers.items()
+                if k.lower().startswith("mcp-param-")
+            }
+            if sent != {k.lower(): wire.decode_header_value(v) for k, v in expected.items()}:
+                raise RpcError(wire.HEADER_MISMATCH, "Mcp-Param-* headers do not match the tool's arguments")
         try:
-            result = await self._forward(upstream, "tools/call", {**params, "name": original}, call)
+            result = await self._forward(upstream, "tools/call", {**params, "name": original}, call, expected)
             outcome = "tool_error" if isinstance(result, dict) and result.get("isError") else "ok"
             return result
         finally:
             self.metrics.tool_calls.labels(upstream, name, outcome).inc()
             self.metrics.tool_call_seconds.labels(upstream).observe(time.perf_counter() - started)
 
-    async def _forward(self, name: str, method: str, params: dict[str, Any], call: _Call) -> Any:
+    async def _forward(
+        self,
+        name: str,
+        method: str,
+        params: dict[str, Any],
+        call: _Call,
+        param_headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Send one request to upstream ``name``; its result, or ``RpcError``. ``param_headers``: the
+        ``Mcp-Param-*`` headers of a ``tools/call`` (computed from its arguments, whatever era the
+        client speaks)."""
         upstream = self.upstreams[name]
         session = call.state.upstream_sessions.get(name) if call.state is not None else None
 
         async def relay(message: Message) -> None:
             await self._relay(name, message, call, session)
 
-        headers = {k: v for k, v in call.headers.items() if k.lower().startswith("mcp-param-")}
+        headers = dict(param_headers or {})
         exchange = Exchange(
             on_message=relay,
             client=call.client,
@@ -919,7 +941,7 @@ class Front:
         if not isinstance(result, dict):
             return result
         if call.era == "legacy" and result.get("resultType") == "input_required":
-            return await self._ask_for_input(name, method, params, result, call)
+            return await self._ask_for_input(name, method, params, result, call, headers)
         if call.era == "modern" and "resultType" not in result:
             # A session-era upstream's result, on the 2026-07-28 wire, where these fields are required.
             result = {**result, "resultType": "complete"}
@@ -929,7 +951,13 @@ class Front:
         return result
 
     async def _ask_for_input(
-        self, name: str, method: str, params: dict[str, Any], result: dict[str, Any], call: _Call
+        self,
+        name: str,
+        method: str,
+        params: dict[str, Any],
+        result: dict[str, Any],
+        call: _Call,
+        param_headers: Mapping[str, str],
     ) -> Any:
         """A 2026-07-28 upstream needs input from a session-era client: ask it the session era's way
         (server-to-client requests on this call's stream), then retry upstream with the answers."""
@@ -949,7 +977,8 @@ class Front:
                 retry["requestState"] = result["requestState"]
             else:
                 retry.pop("requestState", None)
-            result = await self._forward(name, method, retry, _Call("retry", call.client, None, call.state))
+            retry_call = _Call("retry", call.client, None, call.state)
+            result = await self._forward(name, method, retry, retry_call, param_headers)
             if not (isinstance(result, dict) and result.get("resultType") == "input_required"):
                 return result
         raise RpcError(

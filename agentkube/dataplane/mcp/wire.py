@@ -45,6 +45,7 @@ __all__ = [
     "is_response",
     "list_kind",
     "notification",
+    "param_headers",
     "request",
     "response",
     "without_envelope",
@@ -177,3 +178,45 @@ def decode_header_value(value: str | None) -> str | None:
         return raw.decode()
     except (binascii.Error, UnicodeDecodeError):
         return None
+
+
+PARAM_HEADER_PREFIX: Final = "Mcp-Param-"
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def param_headers(input_schema: Any, arguments: Any) -> dict[str, str]:
+    """The ``Mcp-Param-<token>`` headers a 2026-07-28 ``tools/call`` mirrors from its arguments: one
+    per property the tool's ``inputSchema`` marks with ``x-mcp-header`` (reached through nested
+    ``properties`` only), whose argument is a string, integer or boolean. A schema with a malformed
+    or duplicated annotation yields none (clients drop such tools, servers validate nothing)."""
+    found: list[tuple[tuple[str, ...], str, Any]] = []
+    stack: list[tuple[tuple[str, ...], Any]] = [((), input_schema)]
+    while stack:
+        path, schema = stack.pop()
+        if not isinstance(schema, Mapping):
+            continue
+        token = schema.get("x-mcp-header")
+        if token is not None:
+            if not path or not isinstance(token, str) or not _TOKEN.match(token):
+                return {}
+            found.append((path, token, schema.get("type")))
+        properties = schema.get("properties")
+        if isinstance(properties, Mapping):
+            stack.extend(((*path, str(k)), v) for k, v in properties.items())
+    if len({token.lower() for _, token, _ in found}) != len(found):
+        return {}
+    headers: dict[str, str] = {}
+    for path, token, kind in found:
+        value: Any = arguments
+        for key in path:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if isinstance(value, bool):
+            rendered = "true" if value else "false"
+        elif kind == "integer" and isinstance(value, float) and value.is_integer():
+            rendered = str(int(value))
+        elif isinstance(value, str | int | float):
+            rendered = str(value)
+        else:
+            continue
+        headers[PARAM_HEADER_PREFIX + token] = encode_header_value(rendered)
+    return headers
