@@ -50,6 +50,7 @@ from typing import Any, Final, TypeGuard
 import orjson
 import structlog
 
+from agentkube.dataplane.mcp import wire
 from agentkube.dataplane.mcp.config import Limits
 from agentkube.dataplane.mcp.upstream import (
     PROXY_INFO,
@@ -63,10 +64,6 @@ from agentkube.dataplane.mcp.upstream import (
 )
 
 __all__ = [
-    "INTERNAL_ERROR",
-    "LEGACY_VERSIONS",
-    "METHOD_NOT_FOUND",
-    "PROTOCOL_VERSION",
     "PROXY_CAPABILITIES",
     "Backoff",
     "LogBudget",
@@ -80,28 +77,17 @@ log = structlog.get_logger("agentkube.mcp.rpc")
 Send = Callable[[Message], Awaitable[None]]
 """Writes one message to the connection; raises ``UpstreamError`` when it cannot."""
 
-PROTOCOL_VERSION: Final = "2025-11-25"
-"""The revision the proxy asks for in ``initialize``; a server may answer with an older one."""
-LEGACY_VERSIONS: Final = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
 PROXY_CAPABILITIES: Final[Mapping[str, Any]] = {
     "sampling": {},
     "elicitation": {},
     "roots": {"listChanged": True},
 }
 
-METHOD_NOT_FOUND: Final = -32601
-INTERNAL_ERROR: Final = -32603
-
 # The client capability a server-to-client request needs before it may be relayed to that client.
 _NEEDS: Final = {
     "sampling/createMessage": "sampling",
     "elicitation/create": "elicitation",
     "roots/list": "roots",
-}
-_LIST_CHANGED: Final[Mapping[str, ListKind]] = {
-    "notifications/tools/list_changed": "tools",
-    "notifications/prompts/list_changed": "prompts",
-    "notifications/resources/list_changed": "resources",
 }
 # Client notifications that mean something to the server behind a shared connection. Others (the
 # client's own initialized, cancellations in the client's id space) are the front's business.
@@ -217,7 +203,7 @@ class RpcPeer:
         Raises ``UpstreamError`` when the server refuses, or answers a revision the proxy does not speak.
         """
         params = {
-            "protocolVersion": PROTOCOL_VERSION,
+            "protocolVersion": wire.LATEST_HANDSHAKE,
             "capabilities": dict(self._capabilities),
             "clientInfo": dict(PROXY_INFO),
         }
@@ -226,10 +212,10 @@ class RpcPeer:
         if not isinstance(result, dict):
             raise UpstreamError(f"{self.name}: initialize failed: {_describe_error(response)}")
         version = result.get("protocolVersion")
-        if version not in LEGACY_VERSIONS:
+        if version not in wire.HANDSHAKE_VERSIONS:
             raise UpstreamError(
                 f"{self.name}: initialize answered protocolVersion {version!r}; the proxy speaks "
-                f"{', '.join(sorted(LEGACY_VERSIONS))} over this transport"
+                f"{', '.join(sorted(wire.HANDSHAKE_VERSIONS))} over this transport"
             )
         await self.notify("notifications/initialized")
         self.initialize_result = result
@@ -401,7 +387,7 @@ class RpcPeer:
             else:
                 self._log.debug("progress for no request in flight")
             return
-        kind = _LIST_CHANGED.get(method)
+        kind = wire.list_kind(method)
         if kind is not None:
             if self._on_list_changed is not None:
                 try:
@@ -442,21 +428,25 @@ class RpcPeer:
         params = params if isinstance(params, dict) else {}
         pending, why = self._route(params)
         if pending is None:
-            self._refuse(rid, METHOD_NOT_FOUND, f"{method}: {why}")
+            self._refuse(rid, wire.METHOD_NOT_FOUND, f"{method}: {why}")
             return
         if pending.exchange.on_message is None:
-            self._refuse(rid, METHOD_NOT_FOUND, f"{method}: the request it belongs to has no client to ask")
+            self._refuse(
+                rid, wire.METHOD_NOT_FOUND, f"{method}: the request it belongs to has no client to ask"
+            )
             return
         need = _NEEDS.get(method)
         if need is not None and need not in pending.exchange.client.capabilities:
             self._refuse(
                 rid,
-                METHOD_NOT_FOUND,
+                wire.METHOD_NOT_FOUND,
                 f"{method}: the client of the request it belongs to did not declare the {need} capability",
             )
             return
         if not self._deliver(pending, message):
-            self._refuse(rid, INTERNAL_ERROR, f"{method}: the client is not keeping up with this request")
+            self._refuse(
+                rid, wire.INTERNAL_ERROR, f"{method}: the client is not keeping up with this request"
+            )
             return
         self._server_requests[rid] = pending
         pending.server_requests.add(rid)

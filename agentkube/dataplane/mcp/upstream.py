@@ -36,6 +36,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agentkube.dataplane.mcp.wire import ListKind
+
 __all__ = [
     "DEFAULT_CLIENT",
     "LIST_KINDS",
@@ -58,7 +60,6 @@ Era = Literal["modern", "legacy"]
 """modern: the stateless revision 2026-07-28 (``server/discover``, ``_meta`` on every request);
 legacy: the session-based revisions that start with ``initialize`` (2024-11-05 to 2025-11-25)."""
 
-ListKind = Literal["tools", "prompts", "resources"]
 LIST_KINDS: tuple[ListKind, ...] = ("tools", "prompts", "resources")
 
 PROXY_INFO: Mapping[str, Any] = {"name": "agentkube-mcp-proxy", "version": "0.1.0"}
@@ -138,10 +139,9 @@ class Upstream(abc.ABC):
         elif was and not up and self.on_down is not None:
             self.on_down()
 
-    def changed(self, kind: str) -> None:
+    def changed(self, kind: ListKind) -> None:
         """Someone saw this upstream say ``notifications/<kind>/list_changed`` (on a client's stream)."""
-        if kind in LIST_KINDS:
-            self._list_changed(kind)
+        self._list_changed(kind)
 
     def _list_changed(self, *kinds: ListKind) -> None:
         if self.on_list_changed is not None:

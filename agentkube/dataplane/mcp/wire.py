@@ -12,7 +12,7 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
 
@@ -35,6 +35,7 @@ __all__ = [
     "REQUEST_TIMEOUT",
     "SUPPORTED_VERSIONS",
     "UNSUPPORTED_VERSION",
+    "ListKind",
     "decode_header_value",
     "dumps",
     "encode_header_value",
@@ -131,12 +132,17 @@ def is_response(message: Mapping[str, Any]) -> bool:
     return "method" not in message and "id" in message and ("result" in message or "error" in message)
 
 
-def list_kind(method: str) -> str | None:
+ListKind = Literal["tools", "prompts", "resources"]
+_LIST_CHANGED: Final[Mapping[str, ListKind]] = {
+    "notifications/tools/list_changed": "tools",
+    "notifications/prompts/list_changed": "prompts",
+    "notifications/resources/list_changed": "resources",
+}
+
+
+def list_kind(method: str) -> ListKind | None:
     """``tools`` for ``notifications/tools/list_changed`` (and so on); None for any other method."""
-    if method.startswith("notifications/") and method.endswith("/list_changed"):
-        kind = method[len("notifications/") : -len("/list_changed")]
-        return kind if kind in ("tools", "prompts", "resources") else None
-    return None
+    return _LIST_CHANGED.get(method)
 
 
 def without_envelope(params: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -19,9 +19,6 @@ from agentkube.dataplane.mcp.config import HttpAuth
 from agentkube.dataplane.mcp.events import SseEvent, SseParser
 from agentkube.dataplane.mcp.http import auth_headers
 from agentkube.dataplane.mcp.rpc import (
-    INTERNAL_ERROR,
-    METHOD_NOT_FOUND,
-    PROTOCOL_VERSION,
     PROXY_CAPABILITIES,
     Backoff,
     LogBudget,
@@ -35,6 +32,8 @@ from agentkube.dataplane.mcp.upstream import (
     UpstreamError,
     UpstreamTimeout,
 )
+from agentkube.dataplane.mcp.wire import INTERNAL_ERROR, METHOD_NOT_FOUND
+from agentkube.dataplane.mcp.wire import LATEST_HANDSHAKE as PROTOCOL_VERSION
 from agentkube.testing import eventually
 
 SAMPLING_CLIENT = ClientContext(capabilities={"sampling": {}, "elicitation": {}, "roots": {}})
