@@ -181,6 +181,14 @@ def proxy_config(name: str, namespace: str, spec: MCPSpec, ref_urls: Mapping[str
         listen=Listen(port=spec.port),
         metrics=Listen(port=metrics_port(spec.port)),
         sessions=Sessions(keys_env=SESSION_KEYS_ENV),
+        # The names the MCP's Service answers to in the cluster: a browser page may call the proxy
+        # by one of these (same origin), never by a name that merely resolves to it.
+        allowed_hosts=[
+            name,
+            f"{name}.{namespace}",
+            f"{name}.{namespace}.svc",
+            f"{name}.{namespace}.svc.cluster.local",
+        ],
         upstreams=upstreams,
     )
 

@@ -2,12 +2,19 @@
 
 Three suite runs (`SUITE_RUNS`): the newest 0.1.x with every scenario, and the 0.2 prerelease once
 per spec revision it can require (`--requirements 2025-11-25`, `--requirements 2026-07-28`). Each
-must pass every scenario except those `conformance-expected-failures.yaml` lists for that run; a
-listed scenario that passes fails the test too, so the list cannot go stale.
+must pass every scenario except those `conformance-expected-failures.yaml` lists for that target and
+run; a listed scenario that passes fails the test too, so the list cannot go stale.
 
-The target today is `direct`: the project's fixture server (`conformance_server.py`). `run_suite` and
-`assert_matches_baseline` take a URL and nothing else, so a target that puts the proxy in front of the
-same fixture only has to add its URL to `target_url`.
+Two targets (`TARGETS`), the same fixture server (`conformance_server.py`) both times:
+
+- `direct`: the fixture itself. Its list is what the fixture lacks.
+- `proxy`: the fixture behind `agentkube mcp-proxy` (one http upstream, no prefix, no filter, so every
+  name the suite asks for is the fixture's own). Its list holds the direct failures plus what the proxy
+  loses on the way; every scenario that passes directly and fails here must be listed, naming what the
+  proxy lacks.
+
+`run_suite` and `assert_matches_baseline` take a URL and nothing else; `target_url` maps a target to
+its URL, starting the proxy only for the tests that need it.
 """
 
 from __future__ import annotations
@@ -35,10 +42,12 @@ from test.e2e.peers import (
     peers_dir,
     start_http_peer,
 )
+from test.e2e.proxy_harness import RunningProxy, http_upstream, run_proxy
 
 __all__ = [
     "EXPECTED_FAILURES",
     "SUITE_RUNS",
+    "TARGETS",
     "ScenarioResult",
     "SuiteRun",
     "assert_matches_baseline",
@@ -72,6 +81,7 @@ class SuiteRun:
 
 
 SUITE_RUNS = [SuiteRun("0.1"), SuiteRun("0.2", "2025-11-25"), SuiteRun("0.2", "2026-07-28")]
+TARGETS = ["direct", "proxy"]
 
 
 @dataclass(frozen=True)
@@ -97,7 +107,13 @@ def _verdict(checks: list[dict[str, Any]]) -> ScenarioResult:
         )
         return ScenarioResult(False, detail[:_DETAIL_CHARS])
     summary = ", ".join(f"{count} {status.lower()}" for status, count in sorted(counts.items()))
-    return ScenarioResult(True, summary or "no checks")
+    warnings = "; ".join(
+        f"{check.get('id')}: {check.get('errorMessage') or '(no message)'}"
+        for check in checks
+        if check.get("status") == "WARNING"
+    )
+    detail = f"{summary} ({warnings})" if warnings else summary
+    return ScenarioResult(True, (detail or "no checks")[:_DETAIL_CHARS])
 
 
 def run_suite(
@@ -140,31 +156,37 @@ def run_suite(
     return results
 
 
-def expected_failures(run: SuiteRun, path: Path = EXPECTED_FAILURES) -> dict[str, str]:
-    """Scenario -> reason, for one suite run, from the expected-failures file."""
+def expected_failures(
+    run: SuiteRun, target: str = "direct", path: Path = EXPECTED_FAILURES
+) -> dict[str, str]:
+    """Scenario -> reason, for one suite run against one target, from the expected-failures file."""
     baseline = yaml.safe_load(path.read_text()) or {}
-    entries = baseline.get(run.id)
+    runs = baseline.get(target)
+    if not isinstance(runs, dict):
+        raise AssertionError(f"{path.name} has no entry for target {target!r}; add `{target}: {{}}`")
+    entries = runs.get(run.id)
     if entries is None:
-        raise AssertionError(f"{path.name} has no entry for suite run {run.id!r}; add `{run.id!r}: {{}}`")
+        raise AssertionError(
+            f"{path.name} has no entry for suite run {run.id!r} under {target!r}; add `{run.id!r}: {{}}`"
+        )
     return {str(scenario): str(reason) for scenario, reason in entries.items()}
 
 
 def assert_matches_baseline(
-    run: SuiteRun, results: Mapping[str, ScenarioResult], expected: Mapping[str, str]
+    run: SuiteRun, results: Mapping[str, ScenarioResult], expected: Mapping[str, str], target: str = "direct"
 ) -> None:
     """Fail naming every difference between what the suite found and what the baseline says."""
+    where = f"{target}: {run.id!r}"
     problems = []
     for scenario, result in sorted(results.items()):
         if not result.passed and scenario not in expected:
             problems.append(f"{scenario} FAILED: {result.detail}")
         elif result.passed and scenario in expected:
-            problems.append(
-                f"{scenario} now passes: remove it from {EXPECTED_FAILURES.name} under {run.id!r}"
-            )
+            problems.append(f"{scenario} now passes: remove it from {EXPECTED_FAILURES.name} under {where}")
     for scenario in sorted(set(expected) - set(results)):
-        problems.append(f"{scenario} is listed under {run.id!r} but the suite no longer runs it: remove it")
+        problems.append(f"{scenario} is listed under {where} but the suite no longer runs it: remove it")
     passed = sum(result.passed for result in results.values())
-    summary = f"suite {run.id}: {passed} of {len(results)} scenarios passed"
+    summary = f"suite {run.id} against {target}: {passed} of {len(results)} scenarios passed"
     assert not problems, summary + "\n" + "\n".join(problems)
 
 
@@ -177,17 +199,30 @@ def fixture_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpPee
         yield peer
 
 
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory, fixture_server: HttpPeer) -> Iterator[RunningProxy]:
+    """The fixture behind the proxy: one upstream, no prefix, no filter (the suite names the tools)."""
+    work = tmp_path_factory.mktemp("conformance-proxy")
+    with run_proxy(work, [http_upstream("conformance", fixture_server.url)]) as proxy:
+        yield proxy
+
+
 @pytest.fixture
-def target_url(target: str, fixture_server: HttpPeer) -> str:
+def target_url(target: str, request: pytest.FixtureRequest) -> str:
     if target == "direct":
-        return fixture_server.url
+        return str(request.getfixturevalue("fixture_server").url)
+    if target == "proxy":
+        return str(request.getfixturevalue("proxied").url)
     raise AssertionError(f"unknown conformance target {target!r}")
 
 
 @pytest.mark.parametrize("run", SUITE_RUNS, ids=str)
-@pytest.mark.parametrize("target", ["direct"])
+@pytest.mark.parametrize("target", TARGETS)
 def test_server_scenarios_match_the_baseline(run: SuiteRun, target: str, target_url: str) -> None:
     results = run_suite(peers_dir() / f"conformance-{run.series}", target_url, run.requirements)
     passed = sum(result.passed for result in results.values())
     print(f"conformance {run.id} against {target}: {passed} of {len(results)} scenarios passed")
-    assert_matches_baseline(run, results, expected_failures(run))
+    for scenario, result in sorted(results.items()):
+        if result.passed and "warning" in result.detail:
+            print(f"  passed with warnings: {scenario}: {result.detail}")
+    assert_matches_baseline(run, results, expected_failures(run, target), target)

@@ -517,7 +517,7 @@ async def test_upstream_killed_mid_call_fails_the_call_and_the_next_call_succeed
             async with asyncio.timeout(10):
                 final = await _final_event(response)
             response.release()
-        assert final is not None and final["error"]["code"] == -32603
+        assert final is not None and final["error"]["code"] == -32603, (final, proxy.peer.log_tail())
         with run_fixture(work, name="dying", port=port):
             deadline = time.monotonic() + 30
             async with _client(proxy.url, "2026-07-28") as client:
@@ -525,9 +525,9 @@ async def test_upstream_killed_mid_call_fails_the_call_and_the_next_call_succeed
                     try:
                         result = await client.call_tool("echo", {"text": "back"})
                         break
-                    except MCPError:
+                    except MCPError as e:
                         if time.monotonic() > deadline:
-                            raise
+                            raise AssertionError(f"{e}\n{proxy.peer.log_tail()}") from e
                         await asyncio.sleep(0.2)
             assert result.content[0].text == "back"  # type: ignore[union-attr]
 

@@ -204,6 +204,13 @@ class MCPProxyConfig(ConfigModel):
         description="Origins (``scheme://host[:port]``) a browser may call from. A request with an "
         "``Origin`` header gets 403 unless it names one of these or the host the request was sent to.",
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names (no port) a browser's same-origin request may name besides localhost, "
+        "127.0.0.1 and [::1]: the Service's names, which the operator fills in. A request whose Origin "
+        "names its own Host is refused (403) unless that host is one of these: a DNS-rebinding page "
+        "cannot pass for the proxy.",
+    )
     upstreams: list[Upstream] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -87,6 +87,7 @@ WRAPPED_ID_PREFIX = "ak/"
 INPUT_ID_PREFIX = "ak-input/"
 MAX_INPUT_ROUNDS = 8
 PARKED_STATE_PREFIX = "agentkube-parked:"
+SUBSCRIPTION_ID_KEY = "io.modelcontextprotocol/subscriptionId"
 # The session era's HTTP transport (2025-03-26) assumes this version when a client sends no header.
 DEFAULT_SESSION_VERSION = "2025-03-26"
 SESSION_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
@@ -202,6 +203,7 @@ class Front:
         self.tracer = tracer
         self.server_info = {"name": str(PROXY_INFO["name"]), "title": config.name, "version": server_version}
         self._allowed_origins = {o.rstrip("/").lower() for o in config.allowed_origins}
+        self._allowed_hosts = {"localhost", "127.0.0.1", "[::1]", *(h.lower() for h in config.allowed_hosts)}
         self._streams: set[asyncio.Queue[Message | None]] = set()
         self._inflight: dict[tuple[str, str], asyncio.Task[Any]] = {}
         self._deleted: OrderedDict[str, None] = OrderedDict()
@@ -247,11 +249,14 @@ class Front:
         return web.Response(status=405, headers={"Allow": "GET, POST, DELETE", **cors})
 
     def _origin_allowed(self, origin: str, request: web.Request) -> bool:
+        """A configured origin, or the request's own host when that host is the proxy's: the Host of
+        a DNS-rebinding page names the attacker's domain, which resolves to us but is not ours."""
         normal = origin.rstrip("/").lower()
         if normal in self._allowed_origins:
             return True
         host = (request.host or "").lower()
-        return normal in (f"http://{host}", f"https://{host}")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        return name in self._allowed_hosts and normal in (f"http://{host}", f"https://{host}")
 
     def _cors(self, origin: str | None) -> dict[str, str]:
         if origin is None:
@@ -367,22 +372,19 @@ class Front:
         }
         kinds = {f"notifications/{key[: -len('ListChanged')]}/list_changed" for key in honoured}
         stream = _Stream(request, cors)
-        await stream.send(
-            wire.notification("notifications/subscriptions/acknowledged", {"notifications": honoured})
-        )
+        tag = {SUBSCRIPTION_ID_KEY: message["id"]}
+        acknowledged = {"notifications": honoured, "_meta": tag}
+        await stream.send(wire.notification("notifications/subscriptions/acknowledged", acknowledged))
 
-        def keep(note: Message) -> bool:
-            return note.get("method") in kinds
+        def tagged(note: Message) -> Message | None:
+            # Every message of a listen stream names the subscription it belongs to.
+            if note.get("method") not in kinds:
+                return None
+            return {**note, "params": {**(note.get("params") or {}), "_meta": tag}}
 
-        await self._hold(stream, "listen", keep)
+        await self._hold(stream, "listen", tagged)
         if stream.sse is not None and not _gone(request):
-            done = wire.response(
-                message["id"],
-                {
-                    "resultType": "complete",
-                    "_meta": {"io.modelcontextprotocol/subscriptionId": message["id"]},
-                },
-            )
+            done = wire.response(message["id"], {"resultType": "complete", "_meta": tag})
             with contextlib.suppress(ConnectionError):
                 await stream.finish(done, 200)
         return stream.sse or web.Response(status=200, headers=cors)
@@ -467,7 +469,7 @@ class Front:
         self.metrics.requests.labels("initialize", "legacy", "ok").inc()
         result = {
             "protocolVersion": version,
-            "capabilities": self._capabilities(),
+            "capabilities": self._capabilities(subscribe=True),
             "serverInfo": self.server_info,
         }
         log.info("session started", session=state.sid, version=version, upstream_sessions=sorted(sessions))
@@ -549,14 +551,15 @@ class Front:
         # The client's stream mirrors each upstream's stream of the client's own session: what a
         # server says to that session outside any call (list changes, resource updates, logs,
         # requests such as roots/list) arrives here.
-        call = _Call(era="legacy", client=ClientContext(), request_id=None, state=state, emit=stream.send)
+        client = ClientContext(capabilities=state.client_capabilities, info=state.client_info)
+        call = _Call(era="legacy", client=client, request_id=None, state=state, emit=stream.send)
         mirrors = [
             asyncio.create_task(self._mirror(name, session, call))
             for name, session in state.upstream_sessions.items()
             if name in self.upstreams
         ]
         try:
-            await self._hold(stream, "get", lambda note: True)
+            await self._hold(stream, "get", lambda note: note)
         finally:
             for task in mirrors:
                 task.cancel()
@@ -589,8 +592,9 @@ class Front:
         log.info("session ended", session=state.sid)
         return web.Response(status=200, headers=cors)
 
-    async def _hold(self, stream: _Stream, kind: str, keep: Callable[[Message], bool]) -> None:
-        """Relay list-change notifications on ``stream`` until the client leaves or the proxy drains."""
+    async def _hold(self, stream: _Stream, kind: str, pick: Callable[[Message], Message | None]) -> None:
+        """Relay list-change notifications on ``stream`` until the client leaves or the proxy drains;
+        ``pick`` says what of each goes to this stream (None: nothing)."""
         if self._closing:
             return
         queue: asyncio.Queue[Message | None] = asyncio.Queue(maxsize=64)
@@ -606,8 +610,9 @@ class Front:
                     continue
                 if note is None:
                     return
-                if keep(note):
-                    await stream.send(note)
+                picked = pick(note)
+                if picked is not None:
+                    await stream.send(picked)
         except (ConnectionError, asyncio.CancelledError):
             return
         finally:
@@ -761,7 +766,19 @@ class Front:
             uri = _string(params, "uri", method)
             owner = self.catalog.route_resource(uri)
             if owner is None:
+                # -32002 in the session era; 2026-07-28 (SEP-2164) makes it invalid params.
+                code = wire.INVALID_PARAMS if modern else RESOURCE_NOT_FOUND
+                raise RpcError(code, f"Resource not found: {uri}", {"uri": uri})
+            return await self._forward(owner, method, params, call)
+        if method in ("resources/subscribe", "resources/unsubscribe") and not modern:
+            # The upstream's notifications/resources/updated reach the client's GET stream, which
+            # mirrors the upstream session's stream.
+            uri = _string(params, "uri", method)
+            owner = self.catalog.route_resource(uri)
+            if owner is None:
                 raise RpcError(RESOURCE_NOT_FOUND, f"Resource not found: {uri}", {"uri": uri})
+            if call.state is None or owner not in call.state.upstream_sessions:
+                raise RpcError(wire.METHOD_NOT_FOUND, f"{method}: the server of {uri} takes no subscriptions")
             return await self._forward(owner, method, params, call)
         if method == "completion/complete":
             return await self._complete(params, call)
@@ -838,11 +855,11 @@ class Front:
         held.request_id, held.emit, held.questions = call.request_id, stream.send, asyncio.Queue()
         return await self._answer(stream, held, method, params, task=parked.task)
 
-    def _capabilities(self) -> dict[str, Any]:
+    def _capabilities(self, *, subscribe: bool = False) -> dict[str, Any]:
         return {
             "tools": {"listChanged": True},
             "prompts": {"listChanged": True},
-            "resources": {"listChanged": True},
+            "resources": {"listChanged": True, "subscribe": subscribe},
             "completions": {},
             "logging": {},
         }
@@ -1006,23 +1023,23 @@ class Front:
         """A message of the upstream's that belongs to this call: on to the client."""
         log.debug("relaying", upstream=upstream, method=message.get("method"), era=call.era)
         if wire.is_request(message):
-            if call.questions is not None:
-                await call.questions.put((upstream, message))
+            method = str(message.get("method"))
+            need = wire.NEEDED_CAPABILITY.get(method)
+            if need is not None and need not in call.client.capabilities:
+                refusal = f"{method}: the client did not declare the {need} capability"
+            elif call.questions is not None:
+                await call.questions.put((upstream, message))  # put to a 2026-07-28 client by _park
                 return
-            if call.era == "modern" or call.emit is None:
-                refusal = wire.error(
-                    message["id"],
-                    wire.METHOD_NOT_FOUND,
-                    f"{message.get('method')}: this client speaks 2026-07-28 and cannot be asked mid-call",
+            elif call.era == "legacy" and call.emit is not None:
+                wrapped_id = f"{WRAPPED_ID_PREFIX}{upstream}/{orjson.dumps(message['id']).decode()}"
+                await call.emit({**message, "id": wrapped_id})
+                return
+            else:
+                refusal = f"{method}: there is no client to ask"
+            with contextlib.suppress(UpstreamError, OSError, TimeoutError):
+                await self.upstreams[upstream].reply(
+                    wire.error(message["id"], wire.METHOD_NOT_FOUND, refusal), session
                 )
-                with contextlib.suppress(UpstreamError, OSError, TimeoutError):
-                    await self.upstreams[upstream].reply(refusal, session)
-                return
-            wrapped = {
-                **message,
-                "id": f"{WRAPPED_ID_PREFIX}{upstream}/{orjson.dumps(message['id']).decode()}",
-            }
-            await call.emit(wrapped)
             return
         if not wire.is_notification(message):
             return

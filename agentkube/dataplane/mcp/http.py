@@ -33,6 +33,7 @@ from agentkube.dataplane.mcp.config import HttpAuth, Limits
 from agentkube.dataplane.mcp.config import HttpUpstream as HttpUpstreamConfig
 from agentkube.dataplane.mcp.events import EventTooLarge, read_events
 from agentkube.dataplane.mcp.upstream import (
+    PROXY_CLIENT,
     PROXY_INFO,
     ClientContext,
     Era,
@@ -166,7 +167,7 @@ class StreamableHttpUpstream(Upstream):
         if await self._probe_modern(timeout):
             self._era, self._session = "modern", None
             return
-        status, reply, session = await self._initialize(ClientContext(), wire.LATEST_HANDSHAKE, timeout)
+        status, reply, session = await self._initialize(PROXY_CLIENT, wire.LATEST_HANDSHAKE, timeout)
         if status in (404, 405) and self.config.transport == "auto":
             raise _UseSse
         if reply is None or "result" not in reply:
@@ -176,7 +177,7 @@ class StreamableHttpUpstream(Upstream):
         self._session = session
 
     async def _probe_modern(self, within: float) -> bool:
-        message = wire.request(0, "server/discover", {"_meta": self._envelope(ClientContext())})
+        message = wire.request(0, "server/discover", {"_meta": self._envelope(PROXY_CLIENT)})
         headers = self._modern_headers("server/discover", None)
         try:
             status, reply, _ = await self._post_once(message, headers, within)
@@ -240,7 +241,7 @@ class StreamableHttpUpstream(Upstream):
                 "promptsListChanged": True,
                 "resourcesListChanged": True,
             },
-            "_meta": self._envelope(ClientContext()),
+            "_meta": self._envelope(PROXY_CLIENT),
         }
         message = wire.request(next(self._ids), "subscriptions/listen", params)
         headers = {**self._headers, **self._modern_headers("subscriptions/listen", None)}
@@ -302,7 +303,7 @@ class StreamableHttpUpstream(Upstream):
         if not self._up:
             raise UpstreamError(f"upstream {self.name!r} is not connected")
         request_id = exchange.request_id if exchange.request_id is not None else next(self._ids)
-        if self._era == "modern":
+        if self._era == "modern" and exchange.session is None:
             body = wire.without_envelope(params)
             body["_meta"] = {**(body.get("_meta") or {}), **self._envelope(exchange.client)}
             headers = {**self._modern_headers(method, params), **exchange.headers}
@@ -324,7 +325,7 @@ class StreamableHttpUpstream(Upstream):
         if self._fallback is not None:
             await self._fallback.reply(message, session)
             return
-        if self._era != "legacy":
+        if self._era != "legacy" and session is None:
             return  # 2026-07-28 servers ask through InputRequiredResult, never by request
         await self._post_once(message, self._session_headers(session), self.limits.connect_timeout_seconds)
 
@@ -332,7 +333,7 @@ class StreamableHttpUpstream(Upstream):
         if self._fallback is not None:
             await self._fallback.notify(method, params, session)
             return
-        if self._era != "legacy":
+        if self._era != "legacy" and session is None:
             return
         await self._post_once(
             wire.notification(method, params),
@@ -344,8 +345,6 @@ class StreamableHttpUpstream(Upstream):
         if self._fallback is not None:
             await self._fallback.listen(session, on_message)
             return
-        if self._era != "legacy":
-            return
         headers = {**self._headers, "Accept": "text/event-stream", **self._session_headers(session)}
         async with self._http.get(self.config.url, headers=headers, timeout=_STREAM_TIMEOUT) as resp:
             if resp.status != 200 or resp.content_type != "text/event-stream":
@@ -356,15 +355,20 @@ class StreamableHttpUpstream(Upstream):
                     await on_message(message)
 
     async def open_session(self, client: ClientContext) -> str | None:
+        """A session of the upstream's own for a session-era client: also on a 2026-07-28 server
+        that serves the session era too (most do), so the client keeps its era end to end: the
+        server may ask it mid-call, log to it, and take its subscriptions."""
         if self._fallback is not None:
             return await self._fallback.open_session(client)
-        if self._era != "legacy" or not self._up:
+        if not self._up:
             return None
         offered = client.protocol_version if client.protocol_version in wire.HANDSHAKE_VERSIONS else None
         status, reply, session = await self._initialize(
             client, offered or wire.LATEST_HANDSHAKE, self.limits.connect_timeout_seconds
         )
         if reply is None or "result" not in reply:
+            if self._era == "modern":
+                return None  # 2026-07-28 only: the client's requests go statelessly
             raise UpstreamError(f"initialize for a client failed: {_describe_reply(status, reply)}")
         if not session:
             return None  # a server without sessions: the proxy's own headers will do
@@ -401,7 +405,7 @@ class StreamableHttpUpstream(Upstream):
                     self.config.url, data=wire.dumps(message), headers={**self._headers, **headers}
                 ) as resp:
                     session = resp.headers.get("Mcp-Session-Id")
-                    if resp.status == 404 and sent_session and self._era == "legacy":
+                    if resp.status == 404 and sent_session:
                         raise SessionLost(f"upstream {self.name!r} no longer knows the session")
                     if resp.status == 202 or "id" not in message:
                         return resp.status, None, session
@@ -443,7 +447,7 @@ class StreamableHttpUpstream(Upstream):
 
     def _cancel_upstream(self, message: Message, headers: Mapping[str, str], reason: str) -> None:
         # Closing the stream is cancellation at 2026-07-28; the session era also wants to be told.
-        if self._era == "legacy":
+        if "Mcp-Method" not in headers:
             cancel = wire.notification(
                 "notifications/cancelled", {"requestId": message["id"], "reason": reason}
             )

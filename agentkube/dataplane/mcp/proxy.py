@@ -7,7 +7,8 @@ and whenever it says a list changed, and emptied when it stops answering; client
 only when the surface they can see changed.
 
 Readiness (``/readyz``): every upstream was tried once (an upstream that does not answer is served
-without, and retried with backoff: fail open per upstream) and every stdio child is running.
+without, and retried with backoff: fail open per upstream) and every stdio child is running with its
+tools listed.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from agentkube.dataplane.mcp.front import Front
 from agentkube.dataplane.mcp.http import StreamableHttpUpstream
 from agentkube.dataplane.mcp.metrics import ProxyMetrics
 from agentkube.dataplane.mcp.sessions import KeyRing, Sealer
-from agentkube.dataplane.mcp.upstream import Exchange, Upstream, UpstreamError
+from agentkube.dataplane.mcp.upstream import PROXY_CLIENT, Exchange, Upstream, UpstreamError
 from agentkube.dataplane.server import Program
 from agentkube.dataplane.tracing import configure_tracing, shutdown_tracing
 
@@ -80,6 +81,8 @@ class Proxy:
         self._refreshing: dict[tuple[str, Kind], asyncio.Task[None]] = {}
         self._dirty: set[tuple[str, Kind]] = set()
         self._collisions: set[tuple[str, str, str, str]] = set()
+        self._listed: set[str] = set()
+        """Upstreams whose tools were listed since they last came up."""
 
     def ready(self) -> str | None:
         waiting = [name for name, u in self.upstreams.items() if not u.tried.is_set()]
@@ -88,6 +91,10 @@ class Proxy:
         down = [c.name for c in self.config.upstreams if c.kind == "stdio" and not self.upstreams[c.name].up]
         if down:
             return f"stdio upstreams not running: {', '.join(down)}"
+        # A child that came back is ready once its tools are listed again (they left with it).
+        unlisted = [c.name for c in self.config.upstreams if c.kind == "stdio" and c.name not in self._listed]
+        if unlisted:
+            return f"stdio upstreams not listed yet: {', '.join(unlisted)}"
         return None
 
     def _build(self, config: HttpUpstream | StdioUpstream, http: aiohttp.ClientSession) -> Upstream:
@@ -176,7 +183,8 @@ class Proxy:
         for _ in range(MAX_PAGES):
             params: dict[str, Any] = {"cursor": cursor} if cursor else {}
             try:
-                reply = await upstream.request(method, params, Exchange(timeout=self._list_timeout()))
+                exchange = Exchange(client=PROXY_CLIENT, timeout=self._list_timeout())
+                reply = await upstream.request(method, params, exchange)
             except UpstreamError as e:
                 log.warning("could not list", upstream=name, kind=kind, error=str(e))
                 return None
@@ -203,6 +211,8 @@ class Proxy:
 
     def _apply(self, name: str, kind: Kind, items: list[dict[str, Any]]) -> None:
         changed = self.catalog.update(name, kind, items)
+        if kind == "tools":
+            self._listed.add(name)
         log.info("listed", upstream=name, kind=kind, items=len(items), surface_changed=changed)
         self._report(kind)
         if changed and self.front is not None:
@@ -210,6 +220,7 @@ class Proxy:
 
     def _forget(self, name: str) -> None:
         log.warning("upstream down; its items leave the surface", upstream=name)
+        self._listed.discard(name)
         for kind in self.catalog.remove(name):
             self._report(kind)
             if self.front is not None:

@@ -53,6 +53,7 @@ import structlog
 from agentkube.dataplane.mcp import wire
 from agentkube.dataplane.mcp.config import Limits
 from agentkube.dataplane.mcp.upstream import (
+    PROXY_CAPABILITIES,
     PROXY_INFO,
     Era,
     Exchange,
@@ -64,7 +65,6 @@ from agentkube.dataplane.mcp.upstream import (
 )
 
 __all__ = [
-    "PROXY_CAPABILITIES",
     "Backoff",
     "LogBudget",
     "PeerUpstream",
@@ -77,18 +77,7 @@ log = structlog.get_logger("agentkube.mcp.rpc")
 Send = Callable[[Message], Awaitable[None]]
 """Writes one message to the connection; raises ``UpstreamError`` when it cannot."""
 
-PROXY_CAPABILITIES: Final[Mapping[str, Any]] = {
-    "sampling": {},
-    "elicitation": {},
-    "roots": {"listChanged": True},
-}
 
-# The client capability a server-to-client request needs before it may be relayed to that client.
-_NEEDS: Final = {
-    "sampling/createMessage": "sampling",
-    "elicitation/create": "elicitation",
-    "roots/list": "roots",
-}
 # Client notifications that mean something to the server behind a shared connection. Others (the
 # client's own initialized, cancellations in the client's id space) are the front's business.
 _FORWARDED: Final = frozenset({"notifications/roots/list_changed", "notifications/progress"})
@@ -435,7 +424,7 @@ class RpcPeer:
                 rid, wire.METHOD_NOT_FOUND, f"{method}: the request it belongs to has no client to ask"
             )
             return
-        need = _NEEDS.get(method)
+        need = wire.NEEDED_CAPABILITY.get(method)
         if need is not None and need not in pending.exchange.client.capabilities:
             self._refuse(
                 rid,
@@ -585,7 +574,8 @@ class PeerUpstream(Upstream):
 
     async def request(self, method: str, params: Mapping[str, Any] | None, exchange: Exchange) -> Message:
         peer = await self._connected(exchange)
-        return await peer.request(method, params, exchange)
+        # These servers speak the session era: a 2026-07-28 client's envelope is not for them.
+        return await peer.request(method, wire.without_envelope(params), exchange)
 
     async def reply(self, message: Message, session: str | None = None) -> None:
         peer = self._peer

@@ -41,6 +41,8 @@ from agentkube.dataplane.mcp.wire import ListKind
 __all__ = [
     "DEFAULT_CLIENT",
     "LIST_KINDS",
+    "PROXY_CAPABILITIES",
+    "PROXY_CLIENT",
     "PROXY_INFO",
     "ClientContext",
     "Era",
@@ -65,6 +67,11 @@ LIST_KINDS: tuple[ListKind, ...] = ("tools", "prompts", "resources")
 PROXY_INFO: Mapping[str, Any] = {"name": "agentkube-mcp-proxy", "version": "0.1.0"}
 """How the proxy names itself to upstreams (when it speaks for itself) and to clients."""
 
+PROXY_CAPABILITIES: Mapping[str, Any] = {"sampling": {}, "elicitation": {}, "roots": {"listChanged": True}}
+"""What the proxy declares when it speaks for itself (its own sessions, its catalog listings): it
+relays all three to the client of the call a server request belongs to, if that client declared it.
+Servers that offer some tools only to clients with these capabilities list them to the proxy."""
+
 
 @dataclass(frozen=True)
 class ClientContext:
@@ -77,7 +84,10 @@ class ClientContext:
 
 
 DEFAULT_CLIENT = ClientContext()
-"""The proxy speaking for itself (catalog refreshes): no capabilities."""
+"""Nobody in particular: a request made for no client can ask no client anything."""
+
+PROXY_CLIENT = ClientContext(capabilities=PROXY_CAPABILITIES)
+"""The proxy speaking for itself: its own sessions and catalog listings."""
 
 
 class UpstreamError(Exception):

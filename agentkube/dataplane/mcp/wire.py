@@ -27,9 +27,11 @@ __all__ = [
     "INVALID_REQUEST",
     "LATEST_HANDSHAKE",
     "METHOD_NOT_FOUND",
+    "MISSING_CAPABILITY",
     "MODERN",
     "MODERN_VERSIONS",
     "NAME_PARAMS",
+    "NEEDED_CAPABILITY",
     "PARSE_ERROR",
     "PROTOCOL_VERSION_KEY",
     "REQUEST_TIMEOUT",
@@ -71,6 +73,7 @@ INVALID_PARAMS: Final = -32602
 INTERNAL_ERROR: Final = -32603
 REQUEST_TIMEOUT: Final = -32001
 HEADER_MISMATCH: Final = -32020
+MISSING_CAPABILITY: Final = -32021
 UNSUPPORTED_VERSION: Final = -32022
 
 # The HTTP status of a JSON-RPC error on the 2026-07-28 transport; other codes answer 200.
@@ -79,9 +82,17 @@ _ERROR_STATUS: Final[Mapping[int, int]] = {
     INVALID_REQUEST: 400,
     INVALID_PARAMS: 400,
     HEADER_MISMATCH: 400,
+    MISSING_CAPABILITY: 400,
     UNSUPPORTED_VERSION: 400,
     METHOD_NOT_FOUND: 404,
 }
+
+NEEDED_CAPABILITY: Final[Mapping[str, str]] = {
+    "sampling/createMessage": "sampling",
+    "elicitation/create": "elicitation",
+    "roots/list": "roots",
+}
+"""The client capability a server-to-client request needs before it may be put to a client."""
 
 NAME_PARAMS: Final[Mapping[str, str]] = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 """Methods whose ``Mcp-Name`` header mirrors a body param, and which param."""
