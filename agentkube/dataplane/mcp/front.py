@@ -123,9 +123,17 @@ class _Call:
     state: SessionState | None = None
     emit: Callable[[Message], Awaitable[None]] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
-    questions: asyncio.Queue[tuple[str, Message]] | None = None
+    questions: list[tuple[str, Message]] | None = None
     """2026-07-28 calls: server-to-client requests of session-era upstreams, to be put to the client
     as an ``InputRequiredResult``."""
+    asked: asyncio.Future[None] | None = None
+    """Done once ``questions`` has one (a future, not a task: cheap on every request)."""
+
+    def ask(self, upstream: str, message: Message) -> None:
+        assert self.questions is not None and self.asked is not None
+        self.questions.append((upstream, message))
+        if not self.asked.done():
+            self.asked.set_result(None)
 
 
 @dataclass
@@ -353,7 +361,8 @@ class Front:
             request_id=request_id,
             emit=stream.send,
             headers=request.headers,
-            questions=asyncio.Queue(),
+            questions=[],
+            asked=asyncio.get_running_loop().create_future(),
         )
         params = message["params"]
         state = params.get("requestState")
@@ -635,23 +644,16 @@ class Front:
             task = self._start(method, params if isinstance(params, dict) else None, call)
         parked = False
         try:
+            waiting: set[asyncio.Future[Any]] = {task} if call.asked is None else {task, call.asked}
             while True:
-                waiting: set[asyncio.Future[Any]] = {task}
-                question = asyncio.ensure_future(call.questions.get()) if call.questions is not None else None
-                if question is not None:
-                    waiting.add(question)
-                try:
-                    done, _ = await asyncio.wait(
-                        waiting, timeout=KEEPALIVE_SECONDS, return_when=asyncio.FIRST_COMPLETED
-                    )
-                finally:
-                    if question is not None and not question.done():
-                        question.cancel()
+                done, _ = await asyncio.wait(
+                    waiting, timeout=KEEPALIVE_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
                 if task in done:
                     break
-                if question is not None and question in done:
+                if call.asked is not None and call.asked.done():
                     parked = True
-                    return await stream.finish(self._park(call, task, question.result()), 200)
+                    return await stream.finish(self._park(call, task), 200)
                 await stream.ping()  # a long call: keep the stream alive through idle timeouts
             result = task.result()
         except RpcError as e:
@@ -801,13 +803,11 @@ class Front:
             }
         raise RpcError(wire.METHOD_NOT_FOUND, f"Method not found: {method}")
 
-    def _park(self, call: _Call, task: asyncio.Future[Any], first: tuple[str, Message]) -> Message:
+    def _park(self, call: _Call, task: asyncio.Future[Any]) -> Message:
         """A session-era upstream asks a 2026-07-28 client mid-call: answer the client with an
         ``InputRequiredResult`` and keep the upstream call running until the client retries."""
         assert call.questions is not None
-        asked = [first]
-        while not call.questions.empty():
-            asked.append(call.questions.get_nowait())
+        asked, call.questions = call.questions, []
         token = secrets.token_urlsafe(18)
         questions = {f"q{i}": (upstream, message) for i, (upstream, message) in enumerate(asked)}
         self._parked[token] = _Parked(call, task, {k: (u, m["id"]) for k, (u, m) in questions.items()})
@@ -852,7 +852,8 @@ class Front:
                 await self.upstreams[upstream].reply(reply, None)
         # The same call object carries on, now answering this request on this stream.
         held = parked.call
-        held.request_id, held.emit, held.questions = call.request_id, stream.send, asyncio.Queue()
+        held.request_id, held.emit = call.request_id, stream.send
+        held.questions, held.asked = [], asyncio.get_running_loop().create_future()
         return await self._answer(stream, held, method, params, task=parked.task)
 
     def _capabilities(self, *, subscribe: bool = False) -> dict[str, Any]:
@@ -1028,7 +1029,7 @@ class Front:
             if need is not None and need not in call.client.capabilities:
                 refusal = f"{method}: the client did not declare the {need} capability"
             elif call.questions is not None:
-                await call.questions.put((upstream, message))  # put to a 2026-07-28 client by _park
+                call.ask(upstream, message)  # put to a 2026-07-28 client by _park
                 return
             elif call.era == "legacy" and call.emit is not None:
                 wrapped_id = f"{WRAPPED_ID_PREFIX}{upstream}/{orjson.dumps(message['id']).decode()}"

@@ -17,6 +17,7 @@ Notifications of list changes arrive on the proxy's own GET stream (session era)
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import os
@@ -27,6 +28,7 @@ from typing import Any
 import aiohttp
 import orjson
 import structlog
+from yarl import URL
 
 from agentkube.dataplane.mcp import wire
 from agentkube.dataplane.mcp.config import HttpAuth, Limits
@@ -45,7 +47,7 @@ from agentkube.dataplane.mcp.upstream import (
     UpstreamTimeout,
 )
 
-__all__ = ["StreamableHttpUpstream", "auth_headers"]
+__all__ = ["StreamableHttpUpstream", "auth_headers", "egress"]
 
 log = structlog.get_logger("agentkube.mcp.http")
 
@@ -69,6 +71,42 @@ def auth_headers(auth: HttpAuth | None, environ: Mapping[str, str] | None = None
     return {auth.header_name: value}
 
 
+def egress(url: str | URL, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The forward proxy the standard variables name for ``url`` (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``NO_PROXY``, either case), as aiohttp request keywords; {} when it goes direct.
+
+    Worked out once per upstream: aiohttp's ``trust_env`` looks the variables and ``~/.netrc`` up on
+    every request (half the proxy's CPU per call in ``bench/mcp_proxy.py``), and a ``.netrc`` would
+    add credentials the config never named.
+    """
+    target = URL(str(url))
+    env = os.environ if environ is None else environ
+    proxies = {k[: -len("_proxy")].lower(): v for k, v in env.items() if k.lower().endswith("_proxy") and v}
+    no_proxy = proxies.pop("no", "")
+    if _bypassed(target.host or "", no_proxy):
+        return {}
+    proxy = proxies.get(target.scheme)
+    if not proxy:
+        return {}
+    via = URL(proxy)
+    if not via.user:
+        return {"proxy": str(via)}
+    basic = base64.b64encode(f"{via.user}:{via.password or ''}".encode()).decode()
+    return {"proxy": str(via.with_user(None)), "proxy_headers": {"Proxy-Authorization": f"Basic {basic}"}}
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    """Whether ``NO_PROXY`` exempts ``host``: ``*``, the name itself, or a domain it is under
+    (``.example.com`` and ``example.com`` both cover ``a.example.com``); ports are ignored."""
+    host = host.lower().strip("[]")
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        name = entry.rsplit(":", 1)[0] if entry.count(":") == 1 else entry
+        name = name.strip("[]").lstrip(".")
+        if entry == "*" or (name and (host == name or host.endswith("." + name))):
+            return True
+    return False
+
+
 class _UseSse(Exception):
     """The server does not speak Streamable HTTP at this URL: fall back to HTTP+SSE."""
 
@@ -89,6 +127,7 @@ class StreamableHttpUpstream(Upstream):
         self.limits = limits
         self._http = http
         self._headers = {"Accept": ACCEPT, "Content-Type": "application/json", **auth_headers(config.auth)}
+        self._egress = egress(config.url)
         self._sse_fallback = sse_fallback
         self._fallback: Upstream | None = None
         self._era: Era | None = None
@@ -226,7 +265,9 @@ class StreamableHttpUpstream(Upstream):
         headers = {**self._headers, "Accept": "text/event-stream", "MCP-Protocol-Version": self._version}
         if self._session:
             headers["Mcp-Session-Id"] = self._session
-        async with self._http.get(self.config.url, headers=headers, timeout=_STREAM_TIMEOUT) as resp:
+        async with self._http.get(
+            self.config.url, headers=headers, timeout=_STREAM_TIMEOUT, **self._egress
+        ) as resp:
             if resp.status == 404 and self._session:
                 raise SessionLost("the upstream lost the proxy's session")
             if resp.status != 200 or resp.content_type != "text/event-stream":
@@ -246,7 +287,11 @@ class StreamableHttpUpstream(Upstream):
         message = wire.request(next(self._ids), "subscriptions/listen", params)
         headers = {**self._headers, **self._modern_headers("subscriptions/listen", None)}
         async with self._http.post(
-            self.config.url, data=wire.dumps(message), headers=headers, timeout=_STREAM_TIMEOUT
+            self.config.url,
+            data=wire.dumps(message),
+            headers=headers,
+            timeout=_STREAM_TIMEOUT,
+            **self._egress,
         ) as resp:
             if resp.status != 200 or resp.content_type != "text/event-stream":
                 return False
@@ -346,7 +391,9 @@ class StreamableHttpUpstream(Upstream):
             await self._fallback.listen(session, on_message)
             return
         headers = {**self._headers, "Accept": "text/event-stream", **self._session_headers(session)}
-        async with self._http.get(self.config.url, headers=headers, timeout=_STREAM_TIMEOUT) as resp:
+        async with self._http.get(
+            self.config.url, headers=headers, timeout=_STREAM_TIMEOUT, **self._egress
+        ) as resp:
             if resp.status != 200 or resp.content_type != "text/event-stream":
                 return
             async for event in read_events(resp.content.iter_any(), self.limits.max_message_bytes):
@@ -383,6 +430,7 @@ class StreamableHttpUpstream(Upstream):
             self.config.url,
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=self.limits.connect_timeout_seconds),
+            **self._egress,
         ):
             pass
 
@@ -402,7 +450,10 @@ class StreamableHttpUpstream(Upstream):
         try:
             async with asyncio.timeout(within):
                 async with self._http.post(
-                    self.config.url, data=wire.dumps(message), headers={**self._headers, **headers}
+                    self.config.url,
+                    data=wire.dumps(message),
+                    headers={**self._headers, **headers},
+                    **self._egress,
                 ) as resp:
                     session = resp.headers.get("Mcp-Session-Id")
                     if resp.status == 404 and sent_session:

@@ -114,9 +114,10 @@ class Proxy:
     async def run(self) -> None:
         """Serve until SIGTERM, then drain."""
         limits = self.config.limits
-        # trust_env: HTTP(S)_PROXY and NO_PROXY are honoured, for egress proxies.
+        # No trust_env: each upstream works out its egress proxy once (http.egress), and no ~/.netrc
+        # adds credentials. No cookie jar: one upstream's cookies must not follow another client.
         self._http = aiohttp.ClientSession(
-            trust_env=True,
+            cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=limits.connect_timeout_seconds),
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=256, keepalive_timeout=30),
         )

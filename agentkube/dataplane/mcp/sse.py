@@ -9,7 +9,7 @@ through an ``RpcPeer``; when it drops, requests in flight fail with ``UpstreamEr
 upstream reconnects with backoff (a new stream is a new session: a new handshake).
 
 Credentials (``auth``) are read from the environment once, at ``start()``, and sent on the GET and
-every POST. The client session honours ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` (``trust_env``).
+every POST. ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` are honoured (``http.egress``, once per URL).
 Redirects are not followed: the configured URL is the one credentials go to.
 """
 
@@ -26,7 +26,7 @@ from yarl import URL
 
 from agentkube.dataplane.mcp import config
 from agentkube.dataplane.mcp.events import SseEvent, SseParser
-from agentkube.dataplane.mcp.http import auth_headers
+from agentkube.dataplane.mcp.http import auth_headers, egress
 from agentkube.dataplane.mcp.rpc import PeerUpstream, Send
 from agentkube.dataplane.mcp.upstream import Message, UpstreamError
 
@@ -55,7 +55,7 @@ def resolve_endpoint(base: URL, data: str) -> URL:
 class SseUpstream(PeerUpstream):
     """An MCP server on the HTTP+SSE transport of 2024-11-05 (see the module docstring).
 
-    ``http`` is the proxy's shared client session (it should have ``trust_env=True``; the upstream
+    ``http`` is the proxy's shared client session (the upstream
     never closes it); without one, each connection makes its own. ``environ`` is where
     ``auth.secretEnv`` is read (default: the proxy's ``os.environ``).
     """
@@ -92,8 +92,8 @@ class SseUpstream(PeerUpstream):
         if session is None:
             session = await stack.enter_async_context(
                 aiohttp.ClientSession(
-                    trust_env=True,
                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout),
+                    cookie_jar=aiohttp.DummyCookieJar(),
                 )
             )
         headers = {**self._auth, "Accept": "text/event-stream", "Cache-Control": "no-cache"}
@@ -102,7 +102,13 @@ class SseUpstream(PeerUpstream):
         stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=None)
         try:
             response = await stack.enter_async_context(
-                session.get(self._url, headers=headers, allow_redirects=False, timeout=stream_timeout)
+                session.get(
+                    self._url,
+                    headers=headers,
+                    allow_redirects=False,
+                    timeout=stream_timeout,
+                    **egress(self._url),
+                )
             )
         except aiohttp.ClientError as error:
             raise UpstreamError(f"{self.name}: GET {self._url}: {type(error).__name__}: {error}") from error
@@ -132,12 +138,13 @@ class SseUpstream(PeerUpstream):
     def _poster(self, session: aiohttp.ClientSession, endpoint: URL) -> Send:
         headers = {**self._auth, "Content-Type": "application/json"}
         timeout = aiohttp.ClientTimeout(total=self._limits.connect_timeout_seconds)
+        via = egress(endpoint)
 
         async def post(message: Message) -> None:
             try:
                 body = orjson.dumps(message)
                 async with session.post(
-                    endpoint, data=body, headers=headers, allow_redirects=False, timeout=timeout
+                    endpoint, data=body, headers=headers, allow_redirects=False, timeout=timeout, **via
                 ) as response:
                     if response.status not in _POST_OK:
                         raise UpstreamError(f"{self.name}: POST of a message answered {response.status}")

@@ -74,3 +74,23 @@ def test_without_envelope_keeps_other_meta_and_drops_an_emptied_one() -> None:
     assert wire.without_envelope({"_meta": {wire.PROTOCOL_VERSION_KEY: wire.MODERN}}) == {}
     assert wire.list_kind("notifications/tools/list_changed") == "tools"
     assert wire.list_kind("notifications/roots/list_changed") is None
+
+
+def test_egress_takes_the_proxy_of_the_scheme_once_and_honours_no_proxy() -> None:
+    from agentkube.dataplane.mcp.http import egress
+
+    env = {
+        "HTTPS_PROXY": "http://user:pw@proxy.internal:3128",
+        "http_proxy": "http://plain.internal:8080",
+        "NO_PROXY": "localhost,.svc.cluster.local,10.0.0.1:443",
+    }
+    assert egress("https://mcp.example.com/mcp", env) == {
+        "proxy": "http://proxy.internal:3128",
+        "proxy_headers": {"Proxy-Authorization": "Basic dXNlcjpwdw=="},
+    }
+    assert egress("http://mcp.example.com/mcp", env) == {"proxy": "http://plain.internal:8080"}
+    assert egress("http://tools.team-a.svc.cluster.local:8080/", env) == {}
+    assert egress("http://localhost:9000/mcp", env) == {}
+    assert egress("https://10.0.0.1/mcp", env) == {}
+    assert egress("https://mcp.example.com/mcp", {}) == {}
+    assert egress("https://anything.example/", {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "*"}) == {}
