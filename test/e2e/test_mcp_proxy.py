@@ -136,12 +136,7 @@ async def test_mcp_param_headers_reach_a_2026_upstream_whatever_the_client_speak
 async def test_mcp_param_headers_that_disagree_with_the_arguments_are_refused(
     proxies: dict[str, RunningProxy],
 ) -> None:
-    call = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {"name": "f_route", "arguments": {"region": "eu"}, "_meta": MODERN_META},
-    }
+    call = _tool_call("f_route", {"region": "eu"}, meta=MODERN_META)
     async with aiohttp.ClientSession() as http:
         wrong = {**_modern_headers("tools/call", "f_route"), "Mcp-Param-Region": "us"}
         status, _, body = await _post(http, proxies["dual"].url, call, wrong)
@@ -195,6 +190,16 @@ def _modern_headers(method: str, name: str | None = None) -> dict[str, str]:
     return headers
 
 
+def _tool_call(name: Any, arguments: Any = None, *, request_id: int = 1, meta: Any = None) -> dict[str, Any]:
+    """A tools/call message; ``meta`` (e.g. ``MODERN_META``) makes it a 2026-07-28 one."""
+    params: dict[str, Any] = {"name": name}
+    if arguments is not None:
+        params["arguments"] = arguments
+    if meta is not None:
+        params["_meta"] = meta
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+
+
 def _init(request_id: int = 1, version: str = "2025-11-25", capabilities: Any = None) -> dict[str, Any]:
     return {
         "jsonrpc": "2.0",
@@ -233,12 +238,7 @@ async def test_transport_errors_have_the_status_codes_the_spec_names(
         # 400: headers that disagree with the body.
         status, _, body = await _post(http, url, tools_list, _modern_headers("tools/call"))
         assert (status, body["error"]["code"]) == (400, -32020)
-        call = {
-            "jsonrpc": "2.0",
-            "id": 2,
-            "method": "tools/call",
-            "params": {"name": "f_echo", "_meta": MODERN_META},
-        }
+        call = _tool_call("f_echo", request_id=2, meta=MODERN_META)
         status, _, body = await _post(http, url, call, _modern_headers("tools/call", "f_add"))
         assert (status, body["error"]["code"]) == (400, -32020)
         # 400: no envelope.
@@ -273,7 +273,7 @@ async def test_transport_errors_have_the_status_codes_the_spec_names(
         tampered = session[:-2] + ("AA" if session[-2:] != "AA" else "BB")
         status, _, body = await _post(http, url, listing, {"Mcp-Session-Id": tampered})
         assert status == 404
-        bad_call = {"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"name": 7}}
+        bad_call = _tool_call(7, request_id=6)
         status, _, body = await _post(http, url, bad_call, {"Mcp-Session-Id": session})
         assert status == 200 and body["error"]["code"] == -32602
         status, _, body = await _post(
@@ -307,21 +307,11 @@ async def test_any_replica_continues_any_session(work: Path, upstreams: dict[str
             )
             assert status == 202
             for i in range(6):
-                call = {
-                    "jsonrpc": "2.0",
-                    "id": 10 + i,
-                    "method": "tools/call",
-                    "params": {"name": "f_echo", "arguments": {"text": str(i)}},
-                }
+                call = _tool_call("f_echo", {"text": str(i)}, request_id=10 + i)
                 status, _, body = await _post(http, urls[i % 2], call, session)
                 assert status == 200 and body["result"]["content"][0]["text"] == str(i)
             # The upstream asks mid-call on A's stream; the client's answer is posted to B.
-            ask = {
-                "jsonrpc": "2.0",
-                "id": 99,
-                "method": "tools/call",
-                "params": {"name": "f_ask", "arguments": {}},
-            }
+            ask = _tool_call("f_ask", {}, request_id=99)
             sent = {"Content-Type": "application/json", "Accept": ACCEPT, **session}
             async with http.post(urls[0], data=orjson.dumps(ask), headers=sent) as stream:
                 assert stream.content_type == "text/event-stream"
@@ -390,12 +380,7 @@ async def test_client_credentials_never_reach_the_upstream(work: Path) -> None:
                     "Mcp-Session-Id": headers["Mcp-Session-Id"],
                     "Authorization": "Bearer client-token",
                 }
-                call = {
-                    "jsonrpc": "2.0",
-                    "id": 2,
-                    "method": "tools/call",
-                    "params": {"name": "echo", "arguments": {"text": "hi"}},
-                }
+                call = _tool_call("echo", {"text": "hi"}, request_id=2)
                 status, _, body = await _post(http, proxy.url, call, session)
                 assert body["result"]["content"][0]["text"] == "hi"
         log = proxy.peer.log_path.read_text()
@@ -417,16 +402,7 @@ async def _next_event(stream: aiohttp.ClientResponse, within: float) -> dict[str
 async def _slow_call_started(http: aiohttp.ClientSession, url: str, seconds: float) -> aiohttp.ClientResponse:
     """POST a 2026-07-28 ``slow`` call and return its open response once the upstream has begun it
     (its first progress notification arrived), so a test acts on a call known to be in flight."""
-    call = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {
-            "name": "slow",
-            "arguments": {"seconds": seconds},
-            "_meta": {**MODERN_META, "progressToken": "p"},
-        },
-    }
+    call = _tool_call("slow", {"seconds": seconds}, meta={**MODERN_META, "progressToken": "p"})
     headers = {"Content-Type": "application/json", "Accept": ACCEPT, **_modern_headers("tools/call", "slow")}
     response = await http.post(url, data=orjson.dumps(call), headers=headers)
     assert response.content_type == "text/event-stream"
@@ -456,7 +432,7 @@ async def test_list_changed_is_passed_on_only_when_the_visible_surface_changes(
                 headers = {"Accept": "text/event-stream", **session}
                 async with http.get(proxy.url, headers=headers) as stream:
                     assert stream.status == 200
-                    grow = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "grow"}}
+                    grow = _tool_call("grow", request_id=3)
                     await _post(http, proxy.url, grow, session)
                     # Within the deadline a visible change arrives; a hidden one never does (the
                     # deadline passing is the pass, so it is kept short).
@@ -482,12 +458,7 @@ async def test_an_upstream_that_lost_the_session_makes_the_client_start_again(wo
             first.process.send_signal(signal.SIGKILL)
             first.process.wait(10)
             with run_fixture(work, name="restarting", legacy_only=True, port=port):
-                call = {
-                    "jsonrpc": "2.0",
-                    "id": 2,
-                    "method": "tools/call",
-                    "params": {"name": "echo", "arguments": {"text": "x"}},
-                }
+                call = _tool_call("echo", {"text": "x"}, request_id=2)
                 deadline = time.monotonic() + 30
                 while True:  # until the proxy has reconnected: before, the upstream is just down
                     status, _, body = await _post(http, proxy.url, call, session)
@@ -723,12 +694,7 @@ async def test_traces_go_to_the_otlp_endpoint_as_children_of_the_clients_trace(
     try:
         with run_proxy(work, [http_upstream("f", upstreams["dual"].url, toolPrefix="f_")], env=env) as proxy:
             meta = {**MODERN_META, "traceparent": f"00-{trace_id}-{parent_id}-01"}
-            call = {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "tools/call",
-                "params": {"name": "f_echo", "arguments": {"text": "do-not-trace-me"}, "_meta": meta},
-            }
+            call = _tool_call("f_echo", {"text": "do-not-trace-me"}, meta=meta)
             async with aiohttp.ClientSession() as http:
                 status, _, body = await _post(http, proxy.url, call, _modern_headers("tools/call", "f_echo"))
             assert status == 200 and body["result"]["content"][0]["text"] == "do-not-trace-me"
