@@ -245,6 +245,13 @@ async def test_transport_errors_have_the_status_codes_the_spec_names(
         bare = {"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {}}
         status, _, body = await _post(http, url, bare, _modern_headers("tools/list"))
         assert (status, body["error"]["code"]) == (400, -32602)
+        # 400: an envelope whose capabilities are not an object.
+        odd = {
+            **tools_list,
+            "params": {"_meta": {**MODERN_META, "io.modelcontextprotocol/clientCapabilities": []}},
+        }
+        status, _, body = await _post(http, url, odd, _modern_headers("tools/list"))
+        assert (status, body["error"]["code"]) == (400, -32602)
         # 404: unknown method at 2026-07-28; -32601 in a session.
         unknown = {"jsonrpc": "2.0", "id": 4, "method": "nope/nope", "params": {"_meta": MODERN_META}}
         status, _, body = await _post(http, url, unknown, _modern_headers("nope/nope"))

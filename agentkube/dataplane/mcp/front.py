@@ -1121,6 +1121,11 @@ def _check_modern(request: web.Request, message: Message) -> Message | None:
     named = params.get(key) if key is not None and isinstance(params, dict) else None
     if named is not None and wire.decode_header_value(request.headers.get("Mcp-Name")) != named:
         return wire.error(request_id, wire.HEADER_MISMATCH, f"Mcp-Name header does not match params.{key}")
+    capabilities, info = meta[wire.CAPABILITIES_KEY], meta.get(wire.CLIENT_INFO_KEY)
+    if not isinstance(capabilities, dict) or not (info is None or isinstance(info, dict)):
+        return wire.error(
+            request_id, wire.INVALID_PARAMS, "client capabilities and info in params._meta must be objects"
+        )
     if not isinstance(version, str):
         return wire.error(
             request_id, wire.INVALID_PARAMS, "the protocol version in params._meta must be a string"
