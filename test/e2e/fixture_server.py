@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from typing import Any
 
 import mcp_types as types
@@ -130,7 +131,12 @@ def build(tools: int, page_size: int, name: str = "fixture") -> Server[Any]:
         if params.name == "slow":
             # One progress notification first: a test knows the call has arrived when it sees it.
             await ctx.session.report_progress(0, 1, "started")
-            await asyncio.sleep(float(args.get("seconds", 1)))
+            try:
+                await asyncio.sleep(float(args.get("seconds", 1)))
+            except BaseException:
+                # What a test reads to know a cancellation reached the server.
+                print(f"slow cancelled: {args.get('tag', '')}", file=sys.stderr, flush=True)
+                raise
             return types.CallToolResult(content=[types.TextContent(text="slept")])
         if params.name == "fail":
             return types.CallToolResult(content=[types.TextContent(text="it failed")], is_error=True)

@@ -510,6 +510,51 @@ async def test_upstream_killed_mid_call_fails_the_call_and_the_next_call_succeed
             assert result.content[0].text == "back"  # type: ignore[union-attr]
 
 
+async def _in_log(peer: HttpPeer, text: str, within: float = 20.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if text in await asyncio.to_thread(peer.log_path.read_text, errors="replace"):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_cancellation_reaches_the_upstream_in_both_eras(work: Path) -> None:
+    """Session era: the client's notifications/cancelled, posted to either replica; 2026-07-28: the
+    client closing its stream. Each time the server's handler is cancelled."""
+    env = {"AGENTKUBE_SESSION_KEYS": KEYS}
+    sessions = {"keysEnv": "AGENTKUBE_SESSION_KEYS"}
+    with (
+        run_fixture(work, name="cancelled", legacy_only=False) as fixture,
+        run_fixture(work, name="cancelled-legacy", legacy_only=True) as legacy,
+    ):
+        config = [http_upstream("d", fixture.url), http_upstream("l", legacy.url, toolPrefix="l_")]
+        with (
+            run_proxy(work, config, env=env, sessions=sessions) as a,
+            run_proxy(work, config, env=env, sessions=sessions) as b,
+        ):
+            async with aiohttp.ClientSession() as http:
+                session = {"Mcp-Session-Id": await _session(http, a.url)}
+                for tag, holder, canceller in (("same-replica", a, a), ("other-replica", a, b)):
+                    call = _tool_call("l_slow", {"seconds": 60, "tag": tag}, request_id=tag)
+                    sent = {"Content-Type": "application/json", "Accept": ACCEPT, **session}
+                    call["params"]["_meta"] = {"progressToken": tag}
+                    async with http.post(holder.url, data=orjson.dumps(call), headers=sent) as stream:
+                        first = await _next_event(stream, 30.0)
+                        assert first is not None and first["method"] == "notifications/progress"
+                        cancel = {
+                            "jsonrpc": "2.0",
+                            "method": "notifications/cancelled",
+                            "params": {"requestId": tag, "reason": "test"},
+                        }
+                        status, _, _ = await _post(http, canceller.url, cancel, session)
+                        assert status == 202
+                        assert await _in_log(legacy, f"slow cancelled: {tag}"), legacy.log_tail()
+                response = await _slow_call_started(http, a.url, 60)
+                response.close()  # a 2026-07-28 client cancels by closing its stream
+                assert await _in_log(fixture, "slow cancelled: "), fixture.log_tail()
+
+
 async def test_a_slow_upstream_times_out_with_a_clear_error(
     work: Path, upstreams: dict[str, HttpPeer]
 ) -> None:
