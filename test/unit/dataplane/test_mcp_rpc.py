@@ -19,13 +19,13 @@ from agentkube.dataplane.mcp.config import HttpAuth
 from agentkube.dataplane.mcp.events import SseEvent, SseParser
 from agentkube.dataplane.mcp.http import auth_headers
 from agentkube.dataplane.mcp.rpc import (
-    PROXY_CAPABILITIES,
     Backoff,
     LogBudget,
     RpcPeer,
 )
 from agentkube.dataplane.mcp.sse import resolve_endpoint
 from agentkube.dataplane.mcp.upstream import (
+    PROXY_CAPABILITIES,
     ClientContext,
     Exchange,
     Message,
