@@ -12,6 +12,12 @@ What a caller may rely on:
   server's message on a non-2xx answer.
 - ``stop_apiserver()`` / ``start_apiserver()`` keep the same address, certificates and etcd data, so
   clients reconnect to the same cluster: the way to test recovery from an API server outage.
+- ``controller_manager=True`` (or ``start_controller_manager()``) also runs kube-controller-manager,
+  from the same Kubernetes release, with the controllers in ``DEFAULT_CONTROLLERS``: garbage
+  collection, namespace deletion, Deployment -> ReplicaSet -> Pod, EndpointSlices, PodDisruptionBudget
+  status, service accounts and their tokens. It has the same guarantees as the other two (free port,
+  readiness polled with a deadline, its log tail in the error, parent-death signal) and is stopped
+  first. There is no scheduler and no node: Pods stay Pending.
 """
 
 from __future__ import annotations
@@ -41,13 +47,40 @@ import yaml
 
 from agentkube.testing.pki import PKI, CertKey
 
-__all__ = ["ASSETS_ENV", "ControlPlane", "ControlPlaneError", "HTTPError", "cached_crd_dirs", "find_assets"]
+__all__ = [
+    "ASSETS_ENV",
+    "DEFAULT_CONTROLLERS",
+    "ControlPlane",
+    "ControlPlaneError",
+    "HTTPError",
+    "cached_crd_dirs",
+    "find_assets",
+]
 
 ASSETS_ENV = "KUBEBUILDER_ASSETS"
 CACHE_ENV = "AGENTKUBE_ENVTEST_CACHE"
 EXISTING_ENV = "USE_EXISTING_CLUSTER"
 _BINARIES = ("etcd", "kube-apiserver")
+_CONTROLLER_MANAGER = "kube-controller-manager"
 _LOG_TAIL_LINES = 30
+
+# What a local cluster needs so that what the operator makes behaves as in a real one, and nothing
+# that needs a node, a cloud or a volume plugin. Not "*": each controller is informers and requests,
+# and the node, volume and certificate controllers would only log about what is not there.
+DEFAULT_CONTROLLERS: tuple[str, ...] = (
+    "garbage-collector-controller",  # owner references: children go with their owner
+    "namespace-controller",  # a deleted namespace is emptied and goes away
+    "deployment-controller",
+    "replicaset-controller",
+    "endpointslice-controller",
+    "disruption-controller",  # PodDisruptionBudget status
+    # The ServiceAccount admission plugin refuses Pods until a namespace's "default" account exists.
+    "serviceaccount-controller",
+    # Fills kubernetes.io/service-account-token Secrets, signed with the key the API server verifies.
+    "serviceaccount-token-controller",
+    # The kube-root-ca.crt ConfigMap that every Pod's projected service-account volume reads.
+    "root-ca-certificate-publisher-controller",
+)
 
 
 class ControlPlaneError(RuntimeError):
@@ -191,6 +224,9 @@ class ControlPlane:
         apiserver_flags: Iterable[str] = (),
         start_timeout: float = 60.0,
         work_dir: str | os.PathLike[str] | None = None,
+        controller_manager: bool = False,
+        controllers: Iterable[str] = DEFAULT_CONTROLLERS,
+        controller_manager_flags: Iterable[str] = (),
     ) -> None:
         """
         crd_paths: YAML files or directories of them; their CustomResourceDefinitions are installed
@@ -202,6 +238,14 @@ class ControlPlane:
         start_timeout: seconds to wait for each process to become ready. Default 60.
         work_dir: where data, certificates, logs and the kubeconfig go. Default: a fresh temp dir,
             removed on stop.
+        controller_manager: also start kube-controller-manager, once the CRDs are installed (the
+            garbage collector learns kinds added later only at its next discovery, within 30 s).
+            Ignored with an existing cluster, which runs its own. Default False: the API server alone,
+            where a test may write Deployment status itself and nothing fights it.
+        controllers: the controllers kube-controller-manager runs (its ``--controllers``).
+            Default: ``DEFAULT_CONTROLLERS``.
+        controller_manager_flags: extra kube-controller-manager flags, added last so they win (list
+            flags such as ``--controllers`` add to the earlier value instead: use ``controllers``).
         """
         if use_existing_cluster is None:
             use_existing_cluster = os.environ.get(EXISTING_ENV, "").lower() in ("1", "true", "yes")
@@ -218,6 +262,13 @@ class ControlPlane:
         self.etcd_url = ""
         self.etcd: _Process | None = None
         self.apiserver: _Process | None = None
+        self._want_controller_manager = controller_manager
+        self._controllers = list(controllers)
+        self._controller_manager_flags = list(controller_manager_flags)
+        self.controller_manager: _Process | None = None
+        self.controller_manager_url = ""
+        self._controller_manager_ssl: ssl.SSLContext | None = None
+        self._assets_dir: Path | None = None
         self._ssl: ssl.SSLContext | None = None
         self._pki: PKI | None = None
         self._auth_header: str | None = None
@@ -242,14 +293,17 @@ class ControlPlane:
                 self._start_processes()
             if self.crd_paths:
                 self.install_crds(self.crd_paths)
+            if self._want_controller_manager and not self.use_existing_cluster:
+                self.start_controller_manager()
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
-        """Stop kube-apiserver, then etcd, and remove the work directory if it is ours."""
-        for proc in (self.apiserver, self.etcd):
+        """Stop kube-controller-manager, kube-apiserver, then etcd, and remove the work directory if
+        it is ours."""
+        for proc in (self.controller_manager, self.apiserver, self.etcd):
             if proc is not None:
                 proc.stop()
         if self.work_dir is not None and self._own_work_dir and not self.use_existing_cluster:
@@ -259,11 +313,13 @@ class ControlPlane:
 
     @property
     def pids(self) -> list[int]:
-        """Process ids of the running etcd and kube-apiserver (empty for an existing cluster)."""
-        return [p.pid for p in (self.etcd, self.apiserver) if p and p.pid and p.exited() is None]
+        """Process ids of the running etcd, kube-apiserver and kube-controller-manager (empty for an
+        existing cluster)."""
+        procs = (self.etcd, self.apiserver, self.controller_manager)
+        return [p.pid for p in procs if p and p.pid and p.exited() is None]
 
     def _start_processes(self) -> None:
-        assets = self._assets or find_assets()
+        assets = self._assets_dir = self._assets or find_assets()
         if self._work_dir_arg:
             self._work_dir_arg.mkdir(parents=True, exist_ok=True)
             self.work_dir = self._work_dir_arg
@@ -346,6 +402,73 @@ class ControlPlane:
         self.stop_apiserver()
         self.start_apiserver()
 
+    def start_controller_manager(self) -> None:
+        """Start kube-controller-manager against this API server and return once its ``/healthz``
+        reports every controller asked for; does nothing while it runs. A restart keeps its port.
+
+        Raises ``ControlPlaneError`` with the tail of its log when it exits or is not healthy within
+        ``start_timeout``; the rest of the control plane keeps running.
+        """
+        if self.apiserver is None or self.work_dir is None or self._pki is None:
+            raise ControlPlaneError("start_controller_manager() needs a control plane this process started")
+        if self.controller_manager is not None and self.controller_manager.exited() is None:
+            return
+        if self.controller_manager is None:
+            self.controller_manager = self._controller_manager_process()
+        self.controller_manager.start()
+        self._wait(self.controller_manager, self._controller_manager_healthy, "did not report /healthz ok")
+
+    def stop_controller_manager(self) -> None:
+        """Stop kube-controller-manager only (no-op when it is not running)."""
+        if self.controller_manager is not None:
+            self.controller_manager.stop()
+
+    def _controller_manager_process(self) -> _Process:
+        assert self.work_dir is not None and self._pki is not None and self._assets_dir is not None
+        binary = self._assets_dir / _CONTROLLER_MANAGER
+        if not os.access(binary, os.X_OK):
+            raise ControlPlaneError(
+                f"no executable {_CONTROLLER_MANAGER} in {self._assets_dir}: run hack/build-envtest.sh, "
+                "which adds it to a cache built before it was needed"
+            )
+        files = {name: self.work_dir / name for name in ("ca.crt", "sa.key")}
+        serving = {name: self.work_dir / f"controller-manager-serving.{name}" for name in ("crt", "key")}
+        kubeconfig = self._write_kubeconfig(
+            "kubeconfig-controller-manager", "system:kube-controller-manager", self._pki.controller_manager
+        )
+        port = _free_port()
+        self.controller_manager_url = f"https://127.0.0.1:{port}"
+        self._controller_manager_ssl = ssl.create_default_context(cafile=str(files["ca.crt"]))
+        return _Process(
+            _CONTROLLER_MANAGER,
+            [
+                str(binary),
+                f"--kubeconfig={kubeconfig}",
+                f"--controllers={','.join(self._controllers)}",
+                # One identity for every controller (see pki.py): no token round trip per controller
+                # at start, and nothing depends on the token controller having run first.
+                "--use-service-account-credentials=false",
+                "--leader-elect=false",
+                # HTTPS only for /healthz, which is always allowed: no authentication or authorization
+                # kubeconfig, so it makes no TokenReview or SubjectAccessReview requests of its own.
+                f"--secure-port={port}",
+                "--bind-address=127.0.0.1",
+                f"--tls-cert-file={serving['crt']}",
+                f"--tls-private-key-file={serving['key']}",
+                # The private half of the API server's --service-account-key-file, so the tokens it
+                # writes into service-account Secrets are ones the API server accepts.
+                f"--service-account-private-key-file={files['sa.key']}",
+                f"--root-ca-file={files['ca.crt']}",
+                # The default 20/s paces namespace deletion (a list and a delete per kind) and the
+                # garbage collector's start (a list per kind); loopback takes far more.
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                "--profiling=false",
+                *self._controller_manager_flags,
+            ],
+            self.work_dir / "kube-controller-manager.log",
+        )
+
     def _wait(self, proc: _Process, ready: Any, what: str) -> None:
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
@@ -369,6 +492,23 @@ class ControlPlane:
             return False
         finally:
             conn.close()
+
+    def _controller_manager_healthy(self) -> bool:
+        # /healthz answers ok as soon as it serves, before any controller runs; each controller adds
+        # its own check once started, so the verbose list naming them all means they all run.
+        url = urlsplit(self.controller_manager_url)
+        conn = http.client.HTTPSConnection(
+            url.hostname or "127.0.0.1", url.port, context=self._controller_manager_ssl, timeout=2
+        )
+        try:
+            conn.request("GET", "/healthz?verbose")
+            resp = conn.getresponse()
+            body = resp.read().decode(errors="replace")
+        except OSError:
+            return False
+        finally:
+            conn.close()
+        return resp.status == 200 and all(f"[+]{c} ok" in body for c in self._controllers)
 
     def _apiserver_ready(self) -> bool:
         try:

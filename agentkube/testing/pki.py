@@ -2,6 +2,8 @@
 
 One CA signs the kube-apiserver's serving certificate and the admin client certificate
 (``O=system:masters``, so RBAC lets it do anything); a separate RSA key signs service-account tokens.
+The same CA signs kube-controller-manager's client certificate (``system:kube-controller-manager``)
+and its serving certificate, so the API server trusts the one and a health check can verify the other.
 Keys are ECDSA P-256 where Kubernetes accepts them, because they are generated in microseconds.
 """
 
@@ -87,6 +89,17 @@ class PKI:
             ],
         )
         self.admin = self.client("admin", ["system:masters"])
+        # With --use-service-account-credentials=false every controller acts as this one user, and the
+        # bootstrap ClusterRole system:kube-controller-manager only covers the shared informers and the
+        # token controller (it cannot, say, create a ReplicaSet). The union of the controllers' own
+        # roles (system:controller:*) is close to everything anyway (the garbage collector and the
+        # namespace controller delete any kind), so the user is in system:masters, like the admin.
+        self.controller_manager = self.client("system:kube-controller-manager", ["system:masters"])
+        self.controller_manager_serving = self._leaf(
+            _name("kube-controller-manager"),
+            ExtendedKeyUsageOID.SERVER_AUTH,
+            sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+        )
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.service_account = CertKey(
             sa_key.public_key().public_bytes(
@@ -139,6 +152,8 @@ class PKI:
             "admin.key": self.admin.key,
             "sa.pub": self.service_account.cert,
             "sa.key": self.service_account.key,
+            "controller-manager-serving.crt": self.controller_manager_serving.cert,
+            "controller-manager-serving.key": self.controller_manager_serving.key,
         }
         paths = {}
         for name, data in files.items():

@@ -4,6 +4,9 @@ Fixtures:
 - ``agentkube_crd_paths`` (session): CRD files or directories to install. Default: none; override it
   in your ``conftest.py``.
 - ``control_plane`` (session): the started ``ControlPlane``.
+- ``control_plane_with_controllers`` (session, opt-in): a second ``ControlPlane`` that also runs
+  kube-controller-manager, for the tests that need garbage collection, namespace deletion,
+  Deployments -> ReplicaSets -> Pods, EndpointSlices or PodDisruptionBudget status.
 - ``namespace`` (function): the name of a namespace made for this test alone, deleted after it.
 - ``client`` (function, async): an ``agentkube.runtime.client.Client`` for the control plane.
 
@@ -25,7 +28,7 @@ from agentkube.testing.controlplane import ControlPlane
 if TYPE_CHECKING:
     from agentkube.runtime.client import Client
 
-__all__ = ["agentkube_crd_paths", "client", "control_plane", "namespace"]
+__all__ = ["agentkube_crd_paths", "client", "control_plane", "control_plane_with_controllers", "namespace"]
 
 TEST_NAMESPACE_LABEL = "agentkube.io/test"
 
@@ -38,6 +41,23 @@ def agentkube_crd_paths() -> list[Path]:
 @pytest.fixture(scope="session")
 def control_plane(agentkube_crd_paths: list[Path]) -> Iterator[ControlPlane]:
     with ControlPlane(crd_paths=agentkube_crd_paths) as plane:
+        yield plane
+
+
+@pytest.fixture(scope="session")
+def control_plane_with_controllers(agentkube_crd_paths: list[Path]) -> Iterator[ControlPlane]:
+    """A control plane of its own that also runs kube-controller-manager (``DEFAULT_CONTROLLERS``), with
+    the session's CRDs installed before it starts so the garbage collector knows their kinds.
+
+    A fixture rather than a marker on ``control_plane``, so that asking for it is the only way to get
+    it: the session's ``control_plane`` stays an API server alone, where tests write Deployment status
+    themselves and no deployment controller overwrites it. The second control plane starts only in a
+    session with a test that asks for it (as long as ``control_plane`` takes, plus about 0.3 s for
+    kube-controller-manager). There is no scheduler and no node, so Pods stay Pending. Make namespaces
+    on it yourself (``namespace`` belongs to ``control_plane``); deleting one now completes (in about
+    5 s: the namespace controller waits that long by design before it empties one).
+    """
+    with ControlPlane(crd_paths=agentkube_crd_paths, controller_manager=True) as plane:
         yield plane
 
 
