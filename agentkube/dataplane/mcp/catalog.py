@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import builtins
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -47,6 +47,7 @@ from agentkube.dataplane.mcp.config import HttpUpstream, StdioUpstream, ToolFilt
 
 __all__ = [
     "KINDS",
+    "LIST_METHODS",
     "Catalog",
     "Collision",
     "Item",
@@ -62,6 +63,14 @@ Item = dict[str, Any]
 
 Kind = Literal["tools", "prompts", "resources", "resourceTemplates"]
 KINDS: Final[tuple[Kind, ...]] = ("tools", "prompts", "resources", "resourceTemplates")
+
+LIST_METHODS: Final[Mapping[Kind, str]] = {
+    "tools": "tools/list",
+    "prompts": "prompts/list",
+    "resources": "resources/list",
+    "resourceTemplates": "resources/templates/list",
+}
+"""The method that lists each kind; its result carries the items under the kind's name."""
 
 # The field that names an item of each kind: what collides, sorts and routes.
 _KEY: Final[dict[Kind, str]] = {

@@ -59,7 +59,7 @@ import structlog
 from aiohttp import web
 
 from agentkube.dataplane.mcp import wire
-from agentkube.dataplane.mcp.catalog import Catalog, Kind
+from agentkube.dataplane.mcp.catalog import LIST_METHODS, Catalog, Kind
 from agentkube.dataplane.mcp.config import MCPProxyConfig
 from agentkube.dataplane.mcp.events import PING, format_event
 from agentkube.dataplane.mcp.metrics import ProxyMetrics, method_label
@@ -90,7 +90,6 @@ PARKED_STATE_PREFIX = "agentkube-parked:"
 SUBSCRIPTION_ID_KEY = "io.modelcontextprotocol/subscriptionId"
 # The session era's HTTP transport (2025-03-26) assumes this version when a client sends no header.
 DEFAULT_SESSION_VERSION = "2025-03-26"
-SESSION_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
 _ROUTING_HEADERS = ("mcp-protocol-version", "mcp-method", "mcp-name")
 _CORS_HEADERS = (
     "Content-Type, Accept, Authorization, Mcp-Session-Id, MCP-Protocol-Version, Mcp-Method, Mcp-Name"
@@ -320,7 +319,7 @@ class Front:
                 cors,
             )
         version = request.headers.get(VERSION_HEADER)
-        if version is not None and version not in SESSION_VERSIONS and version != "2024-11-05":
+        if version is not None and version not in wire.HANDSHAKE_VERSIONS:
             return await self._modern(request, message, cors)
         return await self._legacy(request, message, cors)
 
@@ -467,7 +466,7 @@ class Front:
         if not isinstance(params, dict):
             return _json(wire.error(message["id"], wire.INVALID_PARAMS, "initialize needs params"), 200, cors)
         asked = params.get("protocolVersion")
-        version = asked if asked in SESSION_VERSIONS else SESSION_VERSIONS[0]
+        version = asked if asked in wire.SESSION_VERSIONS else wire.SESSION_VERSIONS[0]
         capabilities = params.get("capabilities") if isinstance(params.get("capabilities"), dict) else {}
         info = params.get("clientInfo") if isinstance(params.get("clientInfo"), dict) else None
         client = ClientContext(capabilities=capabilities or {}, info=info, protocol_version=version)
@@ -545,7 +544,7 @@ class Front:
 
     async def _get(self, request: web.Request, cors: dict[str, str]) -> web.StreamResponse:
         version = request.headers.get(VERSION_HEADER)
-        if version is not None and version not in SESSION_VERSIONS:
+        if version is not None and version not in wire.SESSION_VERSIONS:
             return web.Response(status=405, headers={"Allow": "POST", **cors})
         _, accepts_sse = _accepts(request)
         if not accepts_sse:
@@ -585,7 +584,7 @@ class Front:
 
     async def _delete(self, request: web.Request, cors: dict[str, str]) -> web.StreamResponse:
         version = request.headers.get(VERSION_HEADER)
-        if version is not None and version not in SESSION_VERSIONS:
+        if version is not None and version not in wire.SESSION_VERSIONS:
             return web.Response(status=405, headers={"Allow": "POST", **cors})
         state = self._session(request, cors)
         if isinstance(state, web.Response):
@@ -794,7 +793,7 @@ class Front:
             return {}
         if method == "server/discover" and modern:
             return {
-                "supportedVersions": list(wire.SUPPORTED_VERSIONS[:-1]),
+                "supportedVersions": list(wire.SERVED_VERSIONS),
                 "capabilities": self._capabilities(),
                 "serverInfo": self.server_info,
                 "ttlMs": 0,
@@ -1053,12 +1052,7 @@ class Front:
             await call.emit(message)
 
 
-_LISTS: Mapping[str, Kind] = {
-    "tools/list": "tools",
-    "prompts/list": "prompts",
-    "resources/list": "resources",
-    "resources/templates/list": "resourceTemplates",
-}
+_LISTS: Mapping[str, Kind] = {method: kind for kind, method in LIST_METHODS.items()}
 """List methods and the catalog kind (and result field) each answers with."""
 
 
@@ -1088,7 +1082,7 @@ def _unsupported(request_id: Any, requested: str) -> Message:
         request_id,
         wire.UNSUPPORTED_VERSION,
         "Unsupported protocol version",
-        {"supported": list(wire.SUPPORTED_VERSIONS[:-1]), "requested": requested},
+        {"supported": list(wire.SERVED_VERSIONS), "requested": requested},
     )
 
 

@@ -26,7 +26,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from agentkube.dataplane.mcp import wire
-from agentkube.dataplane.mcp.catalog import Catalog, Kind
+from agentkube.dataplane.mcp.catalog import KINDS, LIST_METHODS, Catalog, Kind
 from agentkube.dataplane.mcp.config import HttpUpstream, MCPProxyConfig, StdioUpstream
 from agentkube.dataplane.mcp.front import Front
 from agentkube.dataplane.mcp.http import StreamableHttpUpstream
@@ -42,13 +42,6 @@ log = structlog.get_logger("agentkube.mcp.proxy")
 
 MAX_PAGES = 1000
 """Pages read of one list before giving up on an upstream whose cursors never end."""
-
-_LISTS: dict[Kind, tuple[str, str]] = {
-    "tools": ("tools/list", "tools"),
-    "prompts": ("prompts/list", "prompts"),
-    "resources": ("resources/list", "resources"),
-    "resourceTemplates": ("resources/templates/list", "resourceTemplates"),
-}
 
 
 def _version() -> str:
@@ -176,7 +169,7 @@ class Proxy:
 
     async def _read_list(self, name: str, kind: Kind) -> list[dict[str, Any]] | None:
         """Every page of one list of an upstream; None when it could not be read (keep what we had)."""
-        method, field = _LISTS[kind]
+        method = LIST_METHODS[kind]
         upstream = self.upstreams[name]
         items: list[dict[str, Any]] = []
         cursor: str | None = None
@@ -199,7 +192,7 @@ class Proxy:
             if not isinstance(result, dict):
                 log.warning("upstream listed garbage", upstream=name, kind=kind)
                 return None
-            items.extend(i for i in result.get(field) or () if isinstance(i, dict))
+            items.extend(i for i in result.get(kind) or () if isinstance(i, dict))
             cursor = result.get("nextCursor")
             if not isinstance(cursor, str) or not cursor or cursor in seen:
                 return items
@@ -247,9 +240,10 @@ class Proxy:
 
 
 def _kind(kind: str) -> Kind:
-    if kind not in _LISTS:
-        raise ValueError(f"no list of {kind!r}")
-    return kind
+    for known in KINDS:
+        if known == kind:
+            return known
+    raise ValueError(f"no list of {kind!r}")
 
 
 def _up(upstream: Upstream) -> float:

@@ -35,7 +35,8 @@ __all__ = [
     "PARSE_ERROR",
     "PROTOCOL_VERSION_KEY",
     "REQUEST_TIMEOUT",
-    "SUPPORTED_VERSIONS",
+    "SERVED_VERSIONS",
+    "SESSION_VERSIONS",
     "UNSUPPORTED_VERSION",
     "ListKind",
     "decode_header_value",
@@ -59,7 +60,10 @@ MODERN_VERSIONS: Final = (MODERN,)
 HANDSHAKE_VERSIONS: Final = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
 """Revisions that start with ``initialize``, newest first (2024-11-05 only for HTTP+SSE upstreams)."""
 LATEST_HANDSHAKE: Final = HANDSHAKE_VERSIONS[0]
-SUPPORTED_VERSIONS: Final = (MODERN, *HANDSHAKE_VERSIONS)
+SESSION_VERSIONS: Final = HANDSHAKE_VERSIONS[:3]
+"""The session-era revisions the proxy serves to clients over Streamable HTTP (2024-11-05 had none)."""
+SERVED_VERSIONS: Final = (MODERN, *SESSION_VERSIONS)
+"""Every revision the proxy's front serves, as ``server/discover`` and version errors list them."""
 
 PROTOCOL_VERSION_KEY: Final = "io.modelcontextprotocol/protocolVersion"
 CAPABILITIES_KEY: Final = "io.modelcontextprotocol/clientCapabilities"
