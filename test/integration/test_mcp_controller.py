@@ -469,6 +469,16 @@ async def session_secret(client: Client, namespace: str, name: str, owner_uid: s
     return found
 
 
+async def accepted_mcp_and_its_session_secret(client: Client, namespace: str, token: str) -> dict[str, Any]:
+    """Create MCP ``m`` (two replicas, one http upstream whose token is ``token``) and return its
+    session-key Secret once it is Accepted and the Secret exists."""
+    await client.apply(secret_object(namespace, "pat", {"token": token}), field_manager="t")
+    await client.apply(mcp_object(namespace, "m", [http()], replicas=2), field_manager="t")
+    await accepted_with(client, namespace, "m", "True", "Accepted")
+    uid = (await client.get(MCP, "m", namespace))["metadata"]["uid"]
+    return await session_secret(client, namespace, "m", uid)
+
+
 def secret_writes(operator: RunningOperator) -> list[tuple[str, str]]:
     return [(w.verb, w.name) for w in operator.client.writes if w.kind == "Secret"]
 
@@ -476,11 +486,7 @@ def secret_writes(operator: RunningOperator) -> list[tuple[str, str]]:
 async def test_session_key_is_made_once_and_a_reconcile_never_touches_it(
     operator: RunningOperator, client: Client, namespace: str
 ) -> None:
-    await client.apply(secret_object(namespace, "pat", {"token": "one"}), field_manager="t")
-    await client.apply(mcp_object(namespace, "m", [http()], replicas=2), field_manager="t")
-    await accepted_with(client, namespace, "m", "True", "Accepted")
-    uid = (await client.get(MCP, "m", namespace))["metadata"]["uid"]
-    first = await session_secret(client, namespace, "m", uid)
+    first = await accepted_mcp_and_its_session_secret(client, namespace, "one")
     assert first["metadata"]["labels"] == {**LABELS, "app.kubernetes.io/instance": "m"}
     KeyRing.parse(session_keys(first))
     await eventually(lambda: get_or_none(client, DEPLOYMENT, "m", namespace), "the Deployment exists")
@@ -502,11 +508,7 @@ async def test_session_key_is_made_once_and_a_reconcile_never_touches_it(
 async def test_users_rotated_session_key_survives_reconciles_and_rolls_the_pods(
     operator: RunningOperator, client: Client, namespace: str
 ) -> None:
-    await client.apply(secret_object(namespace, "pat", {"token": "t"}), field_manager="t")
-    await client.apply(mcp_object(namespace, "m", [http()], replicas=2), field_manager="t")
-    await accepted_with(client, namespace, "m", "True", "Accepted")
-    uid = (await client.get(MCP, "m", namespace))["metadata"]["uid"]
-    old = session_keys(await session_secret(client, namespace, "m", uid))
+    old = session_keys(await accepted_mcp_and_its_session_secret(client, namespace, "t"))
     await eventually(lambda: get_or_none(client, DEPLOYMENT, "m", namespace), "the Deployment exists")
     before = await pod_hash(client, namespace, "m")
 
