@@ -7,9 +7,10 @@
                                 serve an MCP proxy (what an MCP's Deployment runs)
 
 ``agentkube manager --local-control-plane=auto`` (what ``make run`` does) talks to the current
-kubeconfig when a cluster answers there, and otherwise starts a local etcd + kube-apiserver with
-``agentkube.testing``, installs the CRDs, prints the kubeconfig to use with kubectl, and runs the
-manager against it until Ctrl-C.
+kubeconfig when a cluster answers there, and otherwise starts a local cluster with
+``agentkube.testing``: etcd, kube-apiserver, kube-controller-manager and the local node that runs the
+data-plane pods as local processes. It installs the CRDs, prints the kubeconfig to use with kubectl
+and, as Services appear, the local address of each, and runs the manager against it until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
@@ -134,12 +136,14 @@ def _cluster_answers(path: Path) -> bool:
     return True
 
 
-def _start_local_control_plane() -> ControlPlane:
+def _start_local_control_plane(dataplane_image: str) -> ControlPlane:
     from agentkube.api.crd import write_crds
     from agentkube.testing import ControlPlane, ControlPlaneError, cached_crd_dirs, find_assets
 
     try:
-        find_assets()
+        assets = find_assets()
+        if not os.access(assets / "kube-controller-manager", os.X_OK):
+            raise ControlPlaneError(f"no kube-controller-manager in {assets}")
     except ControlPlaneError as missing:
         # In a checkout, build the binaries once (they are cached); elsewhere say how to get them.
         script = Path("hack/build-envtest.sh")
@@ -153,10 +157,27 @@ def _start_local_control_plane() -> ControlPlane:
         with tempfile.TemporaryDirectory(prefix="agentkube-crds-") as crd_dir:
             write_crds(crd_dir)
             plane.install_crds([crd_dir, *cached_crd_dirs()])
+        plane.start_node([dataplane_image], prefer_service_ports=True)
     except BaseException:
         plane.stop()
         raise
     return plane
+
+
+def _announce_services(plane: ControlPlane, stop: threading.Event) -> None:
+    """Print each Service port the local node serves, once, as it appears (a daemon thread)."""
+    told: dict[str, str] = {}
+    while not stop.wait(0.5):
+        try:
+            services = plane.services()
+        except Exception:  # the node went away: nothing more to tell
+            return
+        for key, address in sorted(services.items()):
+            if told.get(key) != address:
+                told[key] = address
+                print(f"agentkube: service {key} answers at http://{address}", flush=True)
+        for key in set(told) - set(services):
+            del told[key]
 
 
 async def _run_manager(args: argparse.Namespace, kubeconfig: str | None) -> int:
@@ -201,22 +222,38 @@ async def _run_manager(args: argparse.Namespace, kubeconfig: str | None) -> int:
     return 0
 
 
+def _no_cluster_reason(path: Path) -> str:
+    if not path.is_file():
+        return f"no kubeconfig at {path}"
+    return f"no cluster answers at the kubeconfig {path}"
+
+
 def _manager(args: argparse.Namespace) -> int:
     plane = None
     kubeconfig = args.kubeconfig
+    stop_announcing = threading.Event()
+    path = _kubeconfig_path(kubeconfig)
     if args.local_control_plane == "always" or (
-        args.local_control_plane == "auto" and not _cluster_answers(_kubeconfig_path(kubeconfig))
+        args.local_control_plane == "auto" and not _cluster_answers(path)
     ):
-        print("agentkube: no cluster answers at the current kubeconfig; starting a local control plane")
-        plane = _start_local_control_plane()
+        why = "asked for" if args.local_control_plane == "always" else _no_cluster_reason(path)
+        print(f"agentkube: {why}; starting a local cluster (control plane and a local node)")
+        plane = _start_local_control_plane(args.dataplane_image)
         kubeconfig = str(plane.kubeconfig)
         print(f"agentkube: local control plane ready at {plane.host}")
-        print(f"agentkube: use it with: export KUBECONFIG={kubeconfig}", flush=True)
+        print(f"agentkube: use it with: export KUBECONFIG={kubeconfig}")
+        print(
+            f"agentkube: in-cluster Service names answer through the local node's proxy, e.g. "
+            f"curl --proxy {plane.node_proxy} http://<service>.<namespace>.svc.cluster.local:<port>/",
+            flush=True,
+        )
+        threading.Thread(target=_announce_services, args=(plane, stop_announcing), daemon=True).start()
     try:
         return asyncio.run(_run_manager(args, kubeconfig))
     except KeyboardInterrupt:
         return 130
     finally:
+        stop_announcing.set()
         if plane is not None:
             plane.stop()
 

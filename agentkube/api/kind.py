@@ -119,7 +119,11 @@ class Kind(Generic[SpecT, StatusT]):
 
     def _validate(self, model: type[ModelT], obj: Mapping[str, Any], part: str) -> ModelT:
         rules = self.rules if part == "spec" else ()
-        errors = [FieldError((rule.field or "")[1:], rule.message) for rule in rules if not _holds(rule, obj)]
+        errors = [
+            FieldError((rule.field or "")[1:], rule.message_for(obj))
+            for rule in rules
+            if not _holds(rule, obj)
+        ]
         value: ModelT | None = None
         try:
             value = model.model_validate(obj.get(part) or {})
@@ -169,7 +173,7 @@ SERVICE_NAME_RULE = Rule(
     "as it names a Service",
 )
 
-# Columns every kind shows. Ready reads the condition of that type, as kubectl has no other way to
+# Columns our kinds share. Ready reads the condition of that type, as kubectl has no other way to
 # reach into a list-map.
 READY_COLUMN = PrinterColumn(
     "Ready", "string", '.status.conditions[?(@.type=="Ready")].status', "Whether the object is ready."

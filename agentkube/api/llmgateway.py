@@ -217,6 +217,31 @@ def _map_upstreams_exist(spec: LLMGatewaySpec) -> bool:
     return spec.routing is None or all(m.upstream in names for m in spec.routing.model_map)
 
 
+def _unknown_map_upstream(spec: LLMGatewaySpec) -> str:
+    """The first modelMap entry whose upstream is not in spec.upstreams, by its from and that name: the
+    text of the rule's messageExpression (``_UNKNOWN_MAP_UPSTREAM``)."""
+    names = {u.name for u in spec.upstreams}
+    entries = spec.routing.model_map if spec.routing else []
+    entry = next((m for m in entries if m.upstream not in names), None)
+    if entry is None:  # the rule holds, so this is never asked
+        return "every modelMap entry's upstream must name an upstream in spec.upstreams"
+    return f'modelMap entry "{entry.from_}" names upstream "{entry.upstream}", not one of spec.upstreams'
+
+
+# The index of the first entry with an unknown upstream, then that entry read through the index: CEL
+# estimates the size of what a comprehension returns as unbounded, and a string built from it exceeds
+# any cost budget, while an element read by index keeps its schema's maxLength. transformList (CEL's
+# two-variable comprehensions) needs Kubernetes 1.33 or later.
+_FIRST_UNKNOWN = (
+    "self.routing.modelMap[self.routing.modelMap.transformList(i, m, "
+    "!self.upstreams.exists(u, u.name == m.upstream), i)[0]]"
+)
+_UNKNOWN_MAP_UPSTREAM = (
+    f"'modelMap entry \"' + {_FIRST_UNKNOWN}.from + '\" names upstream \"' + {_FIRST_UNKNOWN}.upstream"
+    " + '\", not one of spec.upstreams'"
+)
+
+
 def _default_model_served(spec: LLMGatewaySpec) -> bool:
     if spec.routing is None or spec.routing.default_model is None:
         return True
@@ -250,6 +275,8 @@ class LLMGatewaySpec(WorkloadSpec):
             field=".routing.modelMap",
             reason="FieldValueInvalid",
             message="every modelMap entry's upstream must name an upstream in spec.upstreams",
+            message_expression=_UNKNOWN_MAP_UPSTREAM,
+            explain=_unknown_map_upstream,
         ),
         Rule(
             cel="!has(self.routing) || !has(self.routing.defaultModel) || "

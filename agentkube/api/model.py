@@ -63,6 +63,11 @@ class Rule(_SchemaAnnotation):
     ``field`` is the CEL ``fieldPath`` relative to ``self`` (".endpoint"), so the API server and
     ``parse`` both report ``spec.upstreams[0].endpoint`` rather than the enclosing object. ``holds``
     is None only for transition rules (they read ``oldSelf``, which a single object cannot answer).
+
+    A message that names what is wrong in this object (the entry, the unknown name) is a pair too:
+    ``message_expression``, the CEL ``messageExpression`` the API server evaluates when the rule fails,
+    and ``explain``, the same text computed in Python for ``parse``. ``message`` stays the fixed text
+    the API server falls back to when the expression cannot be evaluated.
     """
 
     cel: str
@@ -70,9 +75,21 @@ class Rule(_SchemaAnnotation):
     holds: Callable[[Any], bool] | None
     field: str | None = None
     reason: Reason | None = None
+    message_expression: str | None = None
+    explain: Callable[[Any], str] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.message_expression is None) != (self.explain is None):
+            raise ValueError("a Rule's message_expression and explain come together: one is CEL, one Python")
+
+    def message_for(self, value: Any) -> str:
+        """What ``parse`` says when the rule does not hold for ``value``."""
+        return self.explain(value) if self.explain is not None else self.message
 
     def to_schema(self) -> dict[str, Any]:
         rule: dict[str, Any] = {"rule": self.cel, "message": self.message}
+        if self.message_expression:
+            rule["messageExpression"] = self.message_expression
         if self.field:
             rule["fieldPath"] = self.field
         if self.reason:
@@ -81,7 +98,9 @@ class Rule(_SchemaAnnotation):
 
     def check(self, value: Any) -> Any:
         if self.holds is not None and not self.holds(value):
-            raise PydanticCustomError(RULE_ERROR, "{message}", {"message": self.message, "field": self.field})
+            raise PydanticCustomError(
+                RULE_ERROR, "{message}", {"message": self.message_for(value), "field": self.field}
+            )
         return value
 
     def extend(self, json_schema: JsonSchemaValue) -> None:

@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from agentkube.api.core import ResourceRequirements, Tolerations
-from agentkube.api.kind import AGE_COLUMN, READY_COLUMN, URL_COLUMN, PrinterColumn
+from agentkube.api.kind import AGE_COLUMN, URL_COLUMN, PrinterColumn
 from agentkube.api.meta import AnnotationMap, LabelMap, ObjectStatus
 from agentkube.api.model import ApiModel, Rule, cel_list
 
@@ -92,12 +92,25 @@ class WorkloadStatus(ObjectStatus):
     url: str | None = Field(None, max_length=2048, description="In-cluster URL clients connect to.")
     replicas: int | None = Field(None, ge=0, description="Pods of the current Deployment.")
     ready_replicas: int | None = Field(None, ge=0, description="Pods that pass their readiness probe.")
+    ready: str | None = Field(
+        None,
+        max_length=32,
+        description="readyReplicas of spec.replicas, as <ready>/<desired> (e.g. 1/2), as kubectl shows a "
+        "Deployment's READY.",
+    )
 
 
-# How ``kubectl get`` shows a workload kind; ready pods only with -o wide.
+# How ``kubectl get`` shows a workload kind. READY is ready/desired pods, as for a Deployment (a
+# printer column is one JSONPath, so the controller writes the pair as one string, status.ready);
+# STATUS is the Ready condition's reason: Ready, or what keeps the object from being ready.
 WORKLOAD_COLUMNS = (
-    READY_COLUMN,
-    PrinterColumn("Replicas", "integer", ".status.readyReplicas", "Pods ready.", priority=1),
+    PrinterColumn("Ready", "string", ".status.ready", "Ready pods of those desired, as ready/desired."),
+    PrinterColumn(
+        "Status",
+        "string",
+        '.status.conditions[?(@.type=="Ready")].reason',
+        "Ready, or the reason the object is not ready.",
+    ),
     URL_COLUMN,
     AGE_COLUMN,
 )

@@ -84,7 +84,15 @@ class ToolGatewayStatus(ObjectStatus):
     """Observed state of a ToolGateway."""
 
     url: str | None = Field(
-        None, max_length=2048, description="In-cluster URL of the gateway; /mcp aggregates every ToolServer."
+        None,
+        max_length=2048,
+        description="In-cluster URL of the gateway; /mcp aggregates every ToolServer. Set only while the "
+        "Gateway is Programmed, that is while something serves it.",
+    )
+    tool_gateway_class_name: ObjectName | None = Field(
+        None,
+        description="The ToolGatewayClass the gateway is implemented as: spec.toolGatewayClassName, or "
+        "the default class chosen when that is omitted.",
     )
 
 
@@ -165,6 +173,13 @@ TOOL_GATEWAY_CLASS_KIND: Kind[ToolGatewayClassSpec, ToolGatewayClassStatus] = Ki
     short_names=("tgc",),
     printer_columns=(
         PrinterColumn("Controller", "string", ".spec.controller", "Controller implementing the class."),
+        PrinterColumn(
+            "Default",
+            "string",
+            ".metadata.annotations." + DEFAULT_CLASS_ANNOTATION.replace(".", "\\."),
+            f"The {DEFAULT_CLASS_ANNOTATION} annotation: true on the class ToolGateways without "
+            "toolGatewayClassName use (of several, the oldest; see its Default condition).",
+        ),
         PrinterColumn(
             "Accepted",
             "string",

@@ -25,6 +25,7 @@ __all__ = [
     "HTTP_ROUTE",
     "LLM_GATEWAY",
     "MCP",
+    "POD",
     "POD_DISRUPTION_BUDGET",
     "SECRET",
     "SERVICE",
@@ -52,6 +53,7 @@ CONFIG_MAP = GVK("", "v1", "ConfigMap")
 SECRET = GVK("", "v1", "Secret")
 SERVICE = GVK("", "v1", "Service")
 DEPLOYMENT = GVK("apps", "v1", "Deployment")
+POD = GVK("", "v1", "Pod")
 POD_DISRUPTION_BUDGET = GVK("policy", "v1", "PodDisruptionBudget")
 CUSTOM_RESOURCE_DEFINITION = GVK("apiextensions.k8s.io", "v1", "CustomResourceDefinition")
 

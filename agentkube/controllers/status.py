@@ -5,13 +5,26 @@ Conditions have positive polarity (True is good) and CamelCase reasons that say 
 - ``Accepted``: the spec is valid and every reference resolved. False carries the first problem's
   reason (``InvalidSpec``, ``SecretNotFound``, ``SecretKeyNotFound``, ``UpstreamRefNotFound``,
   ``ReferenceCycle``, ``ChildConflict``) and every problem's message.
-- ``Available``: the Deployment's own ``Available`` condition, mirrored.
+- ``Available``: the Deployment's own ``Available`` condition, with what its pods say is wrong
+  (``pods.pod_problem``). While the Deployment is not available, the first pod problem gives the
+  reason, the kubelet's or the scheduler's word for it as ``kubectl describe pod`` shows it
+  (``CreateContainerConfigError``, ``CrashLoopBackOff``, ``ImagePullBackOff``, ``Unschedulable``;
+  ``ContainerNotReady`` for a running container whose readiness probe fails), and the message,
+  naming the Deployment, the pod, the container and the problem
+  (``Deployment team-a/github-tools is not available: pod team-a/github-tools-7d9f-abcde: container
+  mcp-proxy: CrashLoopBackOff: exit 1: <the program's last log lines>``); without one it stays
+  ``DeploymentUnavailable`` with the Deployment's message. While it is available (old pods serve
+  during a rollout whose new pods fail), the status stays True and ``DeploymentAvailable``, and a
+  failing pod is named in the message only, where ``kubectl describe`` shows it.
 - ``Ready``: both of the above; when not, the reason and message of the first that is not True.
 
 Each carries ``observedGeneration``, and ``lastTransitionTime`` moves only when ``status`` does
 (``agentkube.runtime.conditions``). ``StatusWriter`` is how every controller writes status: it knows
 the fields and condition types the controller owns, writes through the status subresource with
 server-side apply, and only when what we computed differs from what the object shows.
+
+``ready`` (``ready_of``) is the one derived field: ``<readyReplicas>/<spec.replicas>``, the pair
+kubectl shows as a Deployment's READY, as one string because a printer column is one JSONPath.
 """
 
 from __future__ import annotations
@@ -44,6 +57,7 @@ __all__ = [
     "child_problem",
     "merge_conditions",
     "ready_condition",
+    "ready_of",
 ]
 
 ACCEPTED = "Accepted"
@@ -98,8 +112,12 @@ def accepted_condition(problems: Sequence[Problem], generation: int) -> dict[str
     }
 
 
-def available_condition(deployment: Mapping[str, Any] | None, generation: int) -> dict[str, Any]:
-    """``Available``, mirroring the Deployment's ``Available`` condition."""
+def available_condition(
+    deployment: Mapping[str, Any] | None, generation: int, pods: Problem | None = None
+) -> dict[str, Any]:
+    """``Available``: the Deployment's ``Available`` condition, with ``pods``, the first problem of
+    its pods (``pods.pod_problem``), as the reason and message while it is not available and in the
+    message while it is (see the module docstring)."""
     condition: dict[str, Any] = {"type": AVAILABLE, "observedGeneration": generation}
     if deployment is None:
         return {
@@ -114,16 +132,28 @@ def available_condition(deployment: Mapping[str, Any] | None, generation: int) -
         return {
             **condition,
             "status": "Unknown",
-            "reason": "DeploymentStatusUnknown",
-            "message": f"{name} has not reported whether it is available yet.",
+            "reason": pods.reason if pods else "DeploymentStatusUnknown",
+            "message": _message(
+                f"{name} has not reported whether it is available yet"
+                + (f"; {pods.message}" if pods else ".")
+            ),
         }
     detail = theirs.get("message") or ""
     if theirs.get("status") == "True":
+        if pods is not None:
+            detail = f"{detail.rstrip('.')}; but {pods.message}" if detail else f"but {pods.message}"
         return {
             **condition,
             "status": "True",
             "reason": "DeploymentAvailable",
             "message": _message(f"{name} is available" + (f": {detail}" if detail else ".")),
+        }
+    if pods is not None:
+        return {
+            **condition,
+            "status": "False" if theirs.get("status") == "False" else "Unknown",
+            "reason": pods.reason,
+            "message": _message(f"{name} is not available: {pods.message}"),
         }
     return {
         **condition,
@@ -179,6 +209,18 @@ def merge_conditions(
     return ours
 
 
+READY_FIELD = "ready"
+
+
+def ready_of(obj: Mapping[str, Any], status: Mapping[str, Any]) -> str:
+    """``<ready>/<desired>``, as kubectl shows a Deployment's READY: ``status["readyReplicas"]`` of the
+    ``spec.replicas`` of ``obj`` (``status["replicas"]`` when the spec gives none)."""
+    desired = (obj.get("spec") or {}).get("replicas")
+    if not isinstance(desired, int):
+        desired = status.get("replicas") or 0
+    return f"{int(status.get('readyReplicas') or 0)}/{desired}"
+
+
 def _digest(status: Mapping[str, Any]) -> str:
     # Transition times left out: a recomputation from a stale copy stamps new ones, and is still the
     # same status for the purpose of "did we just write this".
@@ -205,6 +247,10 @@ class StatusWriter:
     the controller no longer sets, and goes (server-side apply on the status subresource removes the
     fields a manager owned and no longer applies); a declared condition type it leaves out goes too.
     Fields and conditions of other writers are neither compared nor applied.
+
+    A writer that owns ``ready`` fills it in from the status it is given (``ready_of``) whenever that
+    status has ``readyReplicas`` and no ``ready`` of its own: the two are always written together, in
+    one request, and a status without ``readyReplicas`` releases ``ready`` too.
 
     ``apply`` compares the owned part with the cached object's status and writes only on a
     difference, so a controller at rest writes nothing. The cache may lag our own last write; we
@@ -239,6 +285,8 @@ class StatusWriter:
         if unknown:
             raise ValueError(f"status fields {sorted(unknown)} are not among the owned {list(self.fields)}")
         desired = dict(status)
+        if READY_FIELD in self.fields and "readyReplicas" in desired and READY_FIELD not in desired:
+            desired[READY_FIELD] = ready_of(obj, desired)
         if "conditions" in desired:
             desired["conditions"] = merge_conditions(obj, desired["conditions"], self.condition_types)
         return desired

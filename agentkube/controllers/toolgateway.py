@@ -15,10 +15,20 @@ their controller. What one of ours becomes (in its namespace, controlled by it):
   no longer has servers are deleted; with no servers at all there is no ``/mcp`` either (a backend
   needs a target). The per-server routes are the ToolServer controller's.
 
-Status: ``url`` (``http://<name>.<namespace>.svc.cluster.local``) and the conditions
+Status:
 
-- ``Accepted``: False with ``GatewayAPINotInstalled`` or ``AgentgatewayNotInstalled`` naming the
-  missing CustomResourceDefinitions (the ToolGateway is taken up once they are installed, no restart
+- ``url`` (``http://<name>.<namespace>.svc.cluster.local``), only while something serves it: while
+  ``Programmed`` is True, i.e. the Gateway's controller reports the Gateway (at its current
+  generation) programmed. Before that, or when the Gateway stops being programmed, there is no
+  ``url``. Served means what the Gateway's controller says; agentkube does not call the URL.
+- ``toolGatewayClassName``: the class the gateway is implemented as, ``spec.toolGatewayClassName``
+  or, when that is omitted, the default class chosen (``gatewayapi.decide_class``).
+
+and the conditions
+
+- ``Accepted``: True names the class and how it was chosen (named, or the default); False with
+  ``GatewayAPINotInstalled`` or ``AgentgatewayNotInstalled`` naming the missing
+  CustomResourceDefinitions (the ToolGateway is taken up once they are installed, no restart
   needed), ``InvalidSpec``, ``ChildConflict``, ``ChildRejected``.
 - ``Programmed``: the Gateway's own ``Programmed``, mirrored (Unknown while the Gateway's controller
   has not reported on the Gateway's current generation).
@@ -89,9 +99,11 @@ __all__ = [
     "Desired",
     "ToolGatewayReconciler",
     "attached_servers",
+    "class_choice",
     "desired_children",
     "gateway_conditions",
     "programmed_condition",
+    "served_url",
     "setup",
 ]
 
@@ -226,14 +238,41 @@ def programmed_condition(gateway_obj: Mapping[str, Any] | None, generation: int)
     }
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def class_choice(class_name: str, named: bool) -> str:
+    """The sentence of the Accepted message that says which ToolGatewayClass a gateway got, and why."""
+    if named:
+        return f'Implemented as ToolGatewayClass "{class_name}", named in spec.toolGatewayClassName.'
+    return (
+        f'Implemented as ToolGatewayClass "{class_name}", the default class (spec.toolGatewayClassName '
+        "is omitted)."
+    )
+
+
+def served_url(name: str, namespace: str, conditions: Sequence[Mapping[str, Any]]) -> str | None:
+    """The gateway's URL while something serves it (``Programmed`` True among ``conditions``), else None."""
+    if not any(c.get("type") == PROGRAMMED and c.get("status") == "True" for c in conditions):
+        return None
+    return gateway_url(name, namespace)
+
+
 def gateway_conditions(
     generation: int,
     problems: Sequence[Problem],
     gateway_obj: Mapping[str, Any] | None,
     desired: Desired | None,
+    class_message: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The conditions of a ToolGateway of ours (``desired`` is None when no children were computed)."""
+    """The conditions of a ToolGateway of ours (``desired`` is None when no children were computed).
+
+    ``class_message`` (``class_choice``), when given, leads the message of an ``Accepted`` True.
+    """
     accepted = accepted_condition(problems, generation)
+    if class_message and accepted["status"] == "True":
+        accepted["message"] = f"{class_message} {accepted['message']}"
     if gateway_obj is None and accepted["status"] != "True":
         programmed = {
             "type": PROGRAMMED,
@@ -267,10 +306,12 @@ def gateway_conditions(
             f"(still reachable at /<namespace>/<name>/mcp): {names}",
         }
     else:
+        verb = "is" if desired.servers == 1 else "are"
         routed |= {
             "status": "True",
             "reason": "Routed",
-            "message": f"{desired.servers} ToolServers ({desired.namespaces} namespaces) are routed at /mcp.",
+            "message": f"{_count(desired.servers, 'ToolServer')} ({_count(desired.namespaces, 'namespace')}) "
+            f"{verb} routed at /mcp.",
         }
     conditions.append(routed)
     telemetry = desired.telemetry
@@ -310,7 +351,7 @@ class ToolGatewayReconciler:
         self.gate = gate
         self.status = StatusWriter(
             manager.client,
-            fields=("observedGeneration", "url", "conditions"),
+            fields=("observedGeneration", "url", "toolGatewayClassName", "conditions"),
             condition_types=CONDITION_TYPES,
         )
 
@@ -366,12 +407,14 @@ class ToolGatewayReconciler:
             gateway_obj = started.get(GATEWAY, meta["name"], meta["namespace"])
             if gateway_obj is not None and controller_of(gateway_obj) != meta["uid"]:
                 gateway_obj = None  # a namesake we do not control says nothing about this gateway
-        conditions = gateway_conditions(generation, problems, gateway_obj, desired)
-        status = {
-            "observedGeneration": generation,
-            "url": gateway_url(meta["name"], meta["namespace"]),
-            "conditions": conditions,
-        }
+        chosen = class_choice(str(decision.class_name), named=class_name is not None)
+        conditions = gateway_conditions(generation, problems, gateway_obj, desired, chosen)
+        status: dict[str, Any] = {"observedGeneration": generation}
+        url = served_url(meta["name"], meta["namespace"], conditions)
+        if url is not None:
+            status["url"] = url
+        status["toolGatewayClassName"] = decision.class_name
+        status["conditions"] = conditions
         await self.status.apply(obj, status)
         return None
 
@@ -384,9 +427,9 @@ class ToolGatewayReconciler:
         children = await self.gate.children()
         if children is None or not any(children.owned_by(gvk, obj) for gvk in children.owned):
             return
-        # Our status without url and conditions releases them (server-side apply drops what a manager
-        # no longer applies). Not an empty one: with nothing left, status would become null, which the
-        # schema (an object) rejects; observedGeneration stays as the one field we keep.
+        # Our status without url, class and conditions releases them (server-side apply drops what a
+        # manager no longer applies). Not an empty one: with nothing left, status would become null,
+        # which the schema (an object) rejects; observedGeneration stays as the one field we keep.
         await self.status.apply(obj, {"observedGeneration": int(obj["metadata"].get("generation") or 0)})
         await children.apply(obj, [])
 

@@ -18,7 +18,10 @@ What the children look like:
   RuntimeDefault seccomp), no service-account token (the data plane never calls the API server) and
   no service links (a namespace with many Services would otherwise flood the environment). The pod
   template carries ``agentkube.io/config-hash``, so a change to the config or to a referenced (or
-  generated) Secret value rolls the pods.
+  generated) Secret value rolls the pods. ``terminationMessagePolicy: FallbackToLogsOnError``: when the
+  program exits with an error and writes no termination message, the kubelet puts the tail of its log
+  into the Pod's ``lastState.terminated.message``, so why it failed reaches our ``Available``
+  condition (``pods.pod_problem``) on any cluster; the program never logs a secret value.
 - Service ``<name>`` (ClusterIP): ``spec.port`` to the ``http`` port, and the metrics port to
   ``metrics`` (a ServiceMonitor selects it by name).
 - PodDisruptionBudget ``<name>`` with ``minAvailable: 1`` when replicas > 1 (with one replica it
@@ -44,6 +47,7 @@ from typing import Any
 from agentkube.api.kind import InvalidSpec, Kind
 from agentkube.api.pod import DEFAULT_RESOURCES, WorkloadSpec
 from agentkube.controllers.children import (
+    LABEL_INSTANCE,
     ChildConflict,
     Children,
     EventRecorder,
@@ -53,7 +57,16 @@ from agentkube.controllers.children import (
     selector_labels,
     standard_labels,
 )
-from agentkube.controllers.kinds import CONFIG_MAP, DEPLOYMENT, POD_DISRUPTION_BUDGET, SECRET, SERVICE, gvk_of
+from agentkube.controllers.kinds import (
+    CONFIG_MAP,
+    DEPLOYMENT,
+    POD,
+    POD_DISRUPTION_BUDGET,
+    SECRET,
+    SERVICE,
+    gvk_of,
+)
+from agentkube.controllers.pods import POD_SELECTOR, PodChanged, pod_problem, pod_summary
 from agentkube.controllers.secrets import digest_secret
 from agentkube.controllers.status import (
     ACCEPTED,
@@ -70,6 +83,7 @@ from agentkube.runtime.errors import AlreadyExists
 from agentkube.runtime.gvk import GVK, ObjectKey
 from agentkube.runtime.predicate import GenerationChanged
 from agentkube.runtime.reconcile import Request, Result
+from agentkube.runtime.store import INDEX_NAMESPACE
 
 __all__ = [
     "CONFIG_FILE",
@@ -218,6 +232,7 @@ def deployment(w: Workload) -> dict[str, Any]:
         ],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "resources": _resources(spec),
         "securityContext": dict(_RESTRICTED_CONTAINER),
         "volumeMounts": [
@@ -318,7 +333,7 @@ CONFLICT_RECHECK = 60.0
 OWNED = {CONFIG_MAP: True, DEPLOYMENT: False, SERVICE: True, POD_DISRUPTION_BUDGET: True}
 
 # The status fields of every workload kind; a kind adds its own (``WorkloadReconciler(status_fields=)``).
-STATUS_FIELDS = ("observedGeneration", "url", "replicas", "readyReplicas", "conditions")
+STATUS_FIELDS = ("observedGeneration", "url", "replicas", "readyReplicas", "ready", "conditions")
 
 
 def generated_secret(w: Workload, g: GeneratedSecret) -> dict[str, Any]:
@@ -477,6 +492,13 @@ class WorkloadReconciler:
 
     While an object is not Accepted its existing children are left alone: a broken edit does not
     take down a proxy that is serving with the previous configuration.
+
+    A program that cannot start (its Secret missing at the pod, a config it rejects, an image that
+    cannot be pulled) shows in ``Available`` (and so ``Ready``): the reconciler watches the pods of
+    every agentkube workload (``pods.POD_SELECTOR``, cached as ``pods.pod_summary`` copies), maps each
+    to the object controlling the Deployment named by its ``app.kubernetes.io/instance`` label, and
+    reports the first problem of the Deployment's pods (``pods.pod_problem``). Only changes of what
+    that reads wake a reconcile, and the status is written only when the condition changes.
     """
 
     def __init__(
@@ -497,6 +519,7 @@ class WorkloadReconciler:
         self.recorder = manager.event_recorder(f"agentkube.io/{name}-controller")
         self.children = Children(manager.cache, manager.client, self.recorder, OWNED)
         self.generated = GeneratedSecrets(manager.cache, manager.client, self.recorder)
+        self._pods = manager.cache.informer(POD, label_selector=POD_SELECTOR, transform=pod_summary)
         self.status = StatusWriter(manager.client, fields=(*STATUS_FIELDS, *status_fields))
         # (reason, message) of the last Warning sent per object: reference problems are reported
         # once when they appear, not on every reconcile while they last.
@@ -509,9 +532,35 @@ class WorkloadReconciler:
         ``secrets_index`` names it. Secrets are cached as ``digest_secret`` copies (no values)."""
         builder = manager.controller(self.name).for_kind(self.gvk, predicates=[GenerationChanged()])
         builder = self.children.register(builder)
-        return builder.watches(
-            SECRET, map_to=referencing(self._cache, self.gvk, secrets_index), transform=digest_secret
-        ).with_options(max_concurrent_reconciles=MAX_CONCURRENT_RECONCILES)
+        return (
+            builder.watches(
+                SECRET, map_to=referencing(self._cache, self.gvk, secrets_index), transform=digest_secret
+            )
+            .watches(
+                POD,
+                map_to=self._owner_of_pod,
+                label_selector=POD_SELECTOR,
+                transform=pod_summary,
+                predicates=[PodChanged()],
+            )
+            .with_options(max_concurrent_reconciles=MAX_CONCURRENT_RECONCILES)
+        )
+
+    def _owner_of_pod(self, pod: dict[str, Any]) -> list[Request]:
+        # The instance label names the Deployment (and its owner); the Deployment's controller
+        # reference says whether that owner is of this controller's kind. A pod seen before its
+        # Deployment is cached maps to nothing: the Deployment's own event wakes the owner, which
+        # then reads the pods.
+        meta = pod["metadata"]
+        instance = (meta.get("labels") or {}).get(LABEL_INSTANCE)
+        if not instance:
+            return []
+        deployment = self.children.get(DEPLOYMENT, instance, meta.get("namespace"))
+        for ref in (deployment or {}).get("metadata", {}).get("ownerReferences") or ():
+            group = str(ref.get("apiVersion", "")).rpartition("/")[0]
+            if ref.get("controller") and ref.get("kind") == self.gvk.kind and group == self.gvk.group:
+                return [Request(meta.get("namespace") or None, str(ref["name"]))]
+        return []
 
     async def reconcile(self, request: Request) -> Result | None:
         key = request.key
@@ -567,7 +616,11 @@ class WorkloadReconciler:
         if deployment is not None and controller_of(deployment) != meta["uid"]:
             deployment = None  # a namesake we do not control says nothing about this object
         accepted = accepted_condition(problems, generation)
-        available = available_condition(deployment, generation)
+        problem = None
+        if deployment is not None:
+            pods = self._pods.store.by_index(INDEX_NAMESPACE, meta["namespace"])
+            problem = pod_problem(deployment, pods)
+        available = available_condition(deployment, generation, problem)
         ready = ready_condition(accepted, available, generation)
         observed = (deployment or {}).get("status") or {}
         status: dict[str, Any] = {"observedGeneration": generation}

@@ -507,10 +507,13 @@ class Client:
         propagation: Literal["Background", "Foreground", "Orphan"] = "Background",
         uid: str | None = None,
         resource_version: str | None = None,
+        grace_period_seconds: int | None = None,
         dry_run: bool = False,
     ) -> None:
         """Delete one object; ``NotFound`` if it is already gone. ``uid``/``resource_version`` are
-        preconditions (``Conflict`` when the object is not that one / not at that version)."""
+        preconditions (``Conflict`` when the object is not that one / not at that version).
+        ``grace_period_seconds`` overrides the object's own (0 removes a Pod at once: what a kubelet
+        does once its containers have stopped)."""
         res = await self.resource(gvk)
         _require_namespace(res, namespace, name)
         options: Obj = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
@@ -521,6 +524,8 @@ class Client:
             preconditions["resourceVersion"] = resource_version
         if preconditions:
             options["preconditions"] = preconditions
+        if grace_period_seconds is not None:
+            options["gracePeriodSeconds"] = grace_period_seconds
         if dry_run:
             options["dryRun"] = ["All"]
         await self._json("DELETE", res.path(namespace, name), body=orjson.dumps(options))

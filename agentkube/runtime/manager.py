@@ -5,12 +5,14 @@ What a caller may rely on:
 - ``Manager(client, ManagerOptions(...))`` owns one ``Cache`` (``manager.cache``) shared by all its
   controllers; ``manager.controller(name)`` starts a ``Builder``; ``add_runnable`` adds any other
   coroutine function to run alongside.
-- ``await manager.run()`` starts, in this order: the HTTP endpoints (``/healthz``, ``/readyz``,
-  ``/metrics``), the event-loop lag gauge, the cache (on every replica, so a new leader starts warm),
-  the runnables that do not need leadership, leader election (when enabled), and — only while this
-  process leads, or at once without leader election — the controllers and the other runnables.
-- ``/healthz`` answers 200 while the event loop runs. ``/readyz`` answers 503 until every informer
-  of the cache has synced (the body names the ones that have not), then 200.
+- ``await manager.run()`` starts, in this order: the HTTP endpoints (``/livez``, ``/healthz``,
+  ``/readyz``, ``/metrics``), the event-loop lag gauge, the cache (on every replica, so a new leader
+  starts warm), the runnables that do not need leadership, leader election (when enabled), and — only
+  while this process leads, or at once without leader election — the controllers and the other
+  runnables.
+- ``/healthz`` (and ``/livez``, its other name) answers 200 while the event loop runs and every
+  ``add_health_check`` check passes. ``/readyz`` answers 503 until every informer of the cache has
+  synced (the body names the ones that have not), then 200.
 - It runs until ``stop()``, SIGTERM or SIGINT (with ``install_signal_handlers``), or a runnable
   failing. Shutdown is ordered and bounded by ``graceful_shutdown_timeout``: stop taking work, let
   in-flight reconciles finish, stop runnables, write queued events, release the lease (so a
@@ -74,8 +76,8 @@ class ManagerOptions:
     metrics_bind_address: str = ":8080"
     """Where ``/metrics`` listens: ``":8080"``, ``"127.0.0.1:0"``, ``"0"`` to disable. Default ``:8080``."""
     health_probe_bind_address: str = ":8081"
-    """Where ``/healthz`` and ``/readyz`` listen; same syntax. Default ``:8081``. When equal to the
-    metrics address, all three share one listener."""
+    """Where ``/livez``, ``/healthz`` and ``/readyz`` listen; same syntax. Default ``:8081``. When equal
+    to the metrics address, all of them share one listener."""
     leader_election: bool = False
     """Run controllers only while holding a Lease. Default False (turn it on with replicas > 1)."""
     leader_election_id: str = "agentkube-leader"
@@ -192,7 +194,7 @@ class Manager:
         self._runnables.append(_Runnable(label, fn, needs_leader))
 
     def add_health_check(self, name: str, check: Check) -> None:
-        """Add a ``/healthz`` check: None when healthy, else a reason."""
+        """Add a ``/healthz`` (and ``/livez``) check: None when healthy, else a reason."""
         self._healthz[name] = check
 
     def add_ready_check(self, name: str, check: Check) -> None:
@@ -214,7 +216,7 @@ class Manager:
 
     @property
     def health_probe_port(self) -> int | None:
-        """The port ``/healthz`` and ``/readyz`` listen on once running, else None."""
+        """The port ``/livez``, ``/healthz`` and ``/readyz`` listen on once running, else None."""
         return self._port_of(self.options.health_probe_bind_address)
 
     def _port_of(self, address: str) -> int | None:

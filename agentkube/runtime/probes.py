@@ -1,4 +1,4 @@
-"""The manager's HTTP endpoints: ``/healthz``, ``/readyz`` and ``/metrics``.
+"""The manager's HTTP endpoints: ``/livez``, ``/healthz``, ``/readyz`` and ``/metrics``.
 
 What a caller may rely on:
 
@@ -6,6 +6,9 @@ What a caller may rely on:
   wrong. ``/healthz`` and ``/readyz`` answer 200 ``ok`` when every check of theirs passes, else 503
   with one line per failing check (``name: reason``), so ``kubectl describe pod`` shows the cause.
   A check that raises counts as failing, with the exception as its reason.
+- ``/livez`` is the liveness endpoint under the name the API server and controller-runtime give it:
+  it runs the ``/healthz`` checks and answers exactly as ``/healthz`` does, so a liveness probe may
+  point at either.
 - ``/metrics`` serves a Prometheus registry in the text exposition format.
 - Bind addresses use controller-runtime's syntax: ``":8080"`` (all interfaces), ``"127.0.0.1:8080"``,
   ``"[::1]:8080"``; port 0 picks a free port (read it back from ``HttpServer.port``); ``"0"`` or
@@ -61,8 +64,10 @@ def _probe(checks: Mapping[str, Check]) -> Callable[[web.Request], Awaitable[web
 
 
 def probe_routes(healthz: Mapping[str, Check], readyz: Mapping[str, Check]) -> list[web.RouteDef]:
-    """``/healthz`` and ``/readyz`` over the given checks (read at request time: add more later)."""
-    return [web.get("/healthz", _probe(healthz)), web.get("/readyz", _probe(readyz))]
+    """``/livez`` and ``/healthz`` over ``healthz``, ``/readyz`` over ``readyz`` (the checks are read
+    at request time: add more later)."""
+    live = _probe(healthz)
+    return [web.get("/livez", live), web.get("/healthz", live), web.get("/readyz", _probe(readyz))]
 
 
 def metrics_routes(registry: CollectorRegistry) -> list[web.RouteDef]:

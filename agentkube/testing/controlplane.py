@@ -17,7 +17,11 @@ What a caller may rely on:
   collection, namespace deletion, Deployment -> ReplicaSet -> Pod, EndpointSlices, PodDisruptionBudget
   status, service accounts and their tokens. It has the same guarantees as the other two (free port,
   readiness polled with a deadline, its log tail in the error, parent-death signal) and is stopped
-  first. There is no scheduler and no node: Pods stay Pending.
+  first. There is no scheduler and, until ``start_node()``, no node: Pods stay Pending.
+- ``start_node(images)`` (which needs kube-controller-manager, and starts it) also runs the local node
+  of ``agentkube.testing.kubelet`` in a process of its own: the Pods of those images run as local
+  processes, each Service is reachable through ``node_proxy`` at its in-cluster name and at
+  ``service_url()``. Stopped first, with its Pods' processes.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import weakref
@@ -46,6 +51,9 @@ from urllib.parse import urlsplit
 import yaml
 
 from agentkube.testing.pki import PKI, CertKey
+
+DEFAULT_NODE_NAME = "agentkube-local"
+SERVICES_FILE = "services.json"
 
 __all__ = [
     "ASSETS_ENV",
@@ -267,6 +275,8 @@ class ControlPlane:
         self._controller_manager_flags = list(controller_manager_flags)
         self.controller_manager: _Process | None = None
         self.controller_manager_url = ""
+        self.node: _Process | None = None
+        self.node_dir: Path | None = None
         self._controller_manager_ssl: ssl.SSLContext | None = None
         self._assets_dir: Path | None = None
         self._ssl: ssl.SSLContext | None = None
@@ -303,9 +313,9 @@ class ControlPlane:
     def stop(self) -> None:
         """Stop kube-controller-manager, kube-apiserver, then etcd, and remove the work directory if
         it is ours."""
-        for proc in (self.controller_manager, self.apiserver, self.etcd):
+        for proc in (self.node, self.controller_manager, self.apiserver, self.etcd):
             if proc is not None:
-                proc.stop()
+                proc.stop(timeout=20.0)
         if self.work_dir is not None and self._own_work_dir and not self.use_existing_cluster:
             shutil.rmtree(self.work_dir, ignore_errors=True)
         self.work_dir = None
@@ -315,7 +325,7 @@ class ControlPlane:
     def pids(self) -> list[int]:
         """Process ids of the running etcd, kube-apiserver and kube-controller-manager (empty for an
         existing cluster)."""
-        procs = (self.etcd, self.apiserver, self.controller_manager)
+        procs = (self.etcd, self.apiserver, self.controller_manager, self.node)
         return [p.pid for p in procs if p and p.pid and p.exited() is None]
 
     def _start_processes(self) -> None:
@@ -422,6 +432,84 @@ class ControlPlane:
         """Stop kube-controller-manager only (no-op when it is not running)."""
         if self.controller_manager is not None:
             self.controller_manager.stop()
+
+    def start_node(
+        self,
+        images: Iterable[str],
+        *,
+        entrypoint: str | os.PathLike[str] | None = None,
+        prefer_service_ports: bool = False,
+    ) -> None:
+        """Start the local node (``agentkube.testing.kubelet``) for the Pods of ``images`` and return
+        once its Node is Ready; starts kube-controller-manager first when it is not running.
+
+        entrypoint: the local program that stands in for the images' ENTRYPOINT. Default: the
+            ``agentkube`` console script next to this Python.
+        prefer_service_ports: serve a Service on 127.0.0.1 at its own port when that is free (what a
+            person at a shell wants); default False, free ports only (what parallel tests want).
+        """
+        if self.work_dir is None or self.kubeconfig is None:
+            raise ControlPlaneError("start_node() needs a control plane this process started")
+        if self.node is not None and self.node.exited() is None:
+            return
+        self.start_controller_manager()
+        program = Path(entrypoint) if entrypoint else Path(sys.executable).parent / "agentkube"
+        if not os.access(program, os.X_OK):
+            raise ControlPlaneError(f"no executable {program} to stand in for the images' entrypoint")
+        self.node_dir = self.work_dir / "node"
+        (self.node_dir / SERVICES_FILE).unlink(missing_ok=True)
+        args = [sys.executable, "-m", "agentkube.testing.kubelet", f"--kubeconfig={self.kubeconfig}"]
+        args += [f"--dir={self.node_dir}", *(f"--image={image}={program}" for image in images)]
+        if prefer_service_ports:
+            args.append("--prefer-service-ports")
+        self.node = _Process("local node", args, self.work_dir / "node.log")
+        self.node.start()
+        self._wait(self.node, self._node_ready, "did not report its Node Ready")
+
+    def stop_node(self) -> None:
+        """Stop the local node and with it every Pod process it runs (no-op when not running)."""
+        if self.node is not None:
+            self.node.stop(timeout=20.0)
+
+    def _node_ready(self) -> bool:
+        if self.node_dir is None or not (self.node_dir / SERVICES_FILE).is_file():
+            return False
+        try:
+            status, body = self._raw(
+                "GET", f"/api/v1/nodes/{DEFAULT_NODE_NAME}", None, "application/json", timeout=2
+            )
+        except OSError:
+            return False
+        if status != 200:
+            return False
+        conditions = (json.loads(body).get("status") or {}).get("conditions") or []
+        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+    def services(self) -> dict[str, str]:
+        """What the local node serves: ``"<namespace>/<service>:<port>"`` -> ``"127.0.0.1:<port>"``."""
+        document = self._node_document()
+        return dict(document.get("services") or {})
+
+    @property
+    def node_proxy(self) -> str:
+        """The local node's forward proxy (``http://127.0.0.1:<port>``): through it, a Service answers
+        at ``http://<service>.<namespace>.svc.cluster.local:<port>`` as it does in a cluster."""
+        return str(self._node_document().get("proxy") or "")
+
+    def service_url(self, namespace: str, name: str, port: int) -> str | None:
+        """``http://127.0.0.1:<local port>`` where the local node serves a Service port, or None
+        while it does not (yet)."""
+        address = self.services().get(f"{namespace}/{name}:{port}")
+        return f"http://{address}" if address else None
+
+    def _node_document(self) -> dict[str, Any]:
+        if self.node_dir is None:
+            raise ControlPlaneError("no local node: call start_node() first")
+        try:
+            document = json.loads((self.node_dir / SERVICES_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        return document if isinstance(document, dict) else {}
 
     def _controller_manager_process(self) -> _Process:
         assert self.work_dir is not None and self._pki is not None and self._assets_dir is not None

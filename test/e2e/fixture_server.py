@@ -8,6 +8,7 @@ both eras on one endpoint (the SDK's session manager), or only the session era w
 ``--legacy-only``.
 
     python -m test.e2e.fixture_server --port 8123 [--tools 200] [--page-size 50] [--token T]
+        [--token-file F] [--tool-names create_issue,list_issues]
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 BIG_BYTES = 2 * 1024 * 1024
 
 
-def build(tools: int, page_size: int, name: str = "fixture") -> Server[Any]:
+def build(tools: int, page_size: int, name: str = "fixture", named: tuple[str, ...] = ()) -> Server[Any]:
     extra = {"on": False}
 
     def tool_list() -> list[types.Tool]:
@@ -93,6 +94,10 @@ def build(tools: int, page_size: int, name: str = "fixture") -> Server[Any]:
                 name=f"tool_{i:03d}", description=f"Generated tool {i}.", input_schema={"type": "object"}
             )
             for i in range(tools)
+        ]
+        listed += [
+            types.Tool(name=n, description=f"Answers '{n} ran'.", input_schema={"type": "object"})
+            for n in named
         ]
         if extra["on"]:
             listed.append(
@@ -163,7 +168,7 @@ def build(tools: int, page_size: int, name: str = "fixture") -> Server[Any]:
             return types.CallToolResult(content=[types.TextContent(text="grown")])
         if params.name == "route":
             return types.CallToolResult(content=[types.TextContent(text=f"region {args.get('region')}")])
-        if params.name in ("secret_admin", "extra") or params.name.startswith("tool_"):
+        if params.name in ("secret_admin", "extra", *named) or params.name.startswith("tool_"):
             return types.CallToolResult(content=[types.TextContent(text=f"{params.name} ran")])
         raise ValueError(f"unknown tool {params.name}")
 
@@ -222,15 +227,23 @@ class RequireToken:
     """401 unless the request carries ``Authorization: Bearer <token>``: how a test sees that the
     proxy sends the upstream's credential (and never the client's)."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str | None = None, token_file: str | None = None) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
-        self.seen: list[bytes] = []
+        self.token = token
+        self.token_file = token_file
+
+    def expected(self) -> bytes:
+        """The token now: the fixed one, or the file's content read again for every request (so a
+        test can change it while the server runs)."""
+        if self.token_file is not None:
+            with open(self.token_file) as f:
+                return f"Bearer {f.read().strip()}".encode()
+        return f"Bearer {self.token}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers = dict(scope["headers"])
-            if headers.get(b"authorization") != self.expected:
+            if headers.get(b"authorization") != self.expected():
                 response: Response = JSONResponse({"error": "unauthorized"}, status_code=401)
                 await response(scope, receive, send)
                 return
@@ -244,17 +257,22 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=50)
     parser.add_argument("--name", default="fixture")
     parser.add_argument("--token", default=None, help="require this bearer token")
+    parser.add_argument("--token-file", default=None, help="require the bearer token in this file")
+    parser.add_argument(
+        "--tool-names", default="", help="more tools, comma-separated, answering '<name> ran'"
+    )
     parser.add_argument("--legacy-only", action="store_true", help="refuse 2026-07-28 (session era only)")
     args = parser.parse_args()
-    server = build(args.tools, args.page_size, args.name)
+    named = tuple(n for n in args.tool_names.split(",") if n)
+    server = build(args.tools, args.page_size, args.name, named)
     app: ASGIApp = server.streamable_http_app(
         streamable_http_path="/mcp",
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
     if args.legacy_only:
         app = _LegacyOnly(app)
-    if args.token:
-        app = RequireToken(app, args.token)
+    if args.token or args.token_file:
+        app = RequireToken(app, args.token, args.token_file)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 

@@ -143,6 +143,8 @@ def run_fixture(
     tools: int = 0,
     page_size: int = 50,
     token: str | None = None,
+    token_file: Path | None = None,
+    tool_names: tuple[str, ...] = (),
     legacy_only: bool = False,
     port: int | None = None,
 ) -> Iterator[HttpPeer]:
@@ -151,6 +153,10 @@ def run_fixture(
     argv += ["--tools", str(tools), "--page-size", str(page_size)]
     if token:
         argv += ["--token", token]
+    if token_file:
+        argv += ["--token-file", str(token_file)]
+    if tool_names:
+        argv += ["--tool-names", ",".join(tool_names)]
     if legacy_only:
         argv.append("--legacy-only")
     log = tmp_path / f"fixture-{name}-{port}.log"

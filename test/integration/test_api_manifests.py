@@ -229,3 +229,95 @@ def test_kubectl_get_shows_printer_columns_by_short_name_and_category(
     assert everything.stdout.split() == ["toolserver.runtime.agentic-layer.ai/legacy-sse-server"]
     for short in ("llmgw", "tgw", "tgc", "ts"):
         assert kubectl(control_plane, "get", short, "-n", namespace).returncode == 0, short
+
+
+def test_model_map_rejection_names_the_entry_and_the_unknown_upstream(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    (gateway,) = docs(SAMPLES / "agentkube_v1alpha1_llmgateway.yaml")
+    gateway["metadata"]["namespace"] = namespace
+    gateway["spec"]["routing"]["modelMap"].append(
+        {"from": "haiku", "to": "claude-haiku-4-5", "upstream": "anthropik"}
+    )
+    result = kubectl(control_plane, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(gateway))
+    assert result.returncode != 0, "a modelMap entry naming an unknown upstream was accepted"
+    # The API server's messageExpression, the same text parse gives (test/unit/api/test_models.py).
+    assert (
+        'spec.routing.modelMap: Invalid value: "object": modelMap entry "haiku" names upstream "anthropik", '
+        "not one of spec.upstreams" in result.stderr
+    ), result.stderr
+
+
+def table(plane: ControlPlane, *args: str) -> list[dict[str, str]]:
+    """``kubectl get`` as a user reads it: a row per object, cells by column header (an empty cell is
+    blank, so the columns are cut where the header puts them)."""
+    result = kubectl(plane, "get", *args)
+    assert result.returncode == 0, result.stderr
+    header, *lines = result.stdout.splitlines()
+    names = header.split()
+    starts = [header.index(f" {n}") + 1 if i else 0 for i, n in enumerate(names)]
+    ends = [*starts[1:], None]
+    return [{n: line[a:b].strip() for n, a, b in zip(names, starts, ends, strict=True)} for line in lines]
+
+
+def test_kubectl_get_mcp_shows_ready_over_desired_and_why_not_ready(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    (_, mcp) = docs(SAMPLES / "agentkube_v1alpha1_mcp.yaml")
+    mcp["metadata"]["namespace"] = namespace
+    assert (
+        kubectl(control_plane, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(mcp)).returncode == 0
+    )
+    # Play the controller: the status it writes for one ready pod of the two the seed asks for.
+    status = {
+        "ready": "1/2",
+        "url": f"http://github-tools.{namespace}.svc.cluster.local:8080",
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "DeploymentUnavailable",
+                "message": "not yet",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            }
+        ],
+    }
+    control_plane.request(
+        "PATCH",
+        f"/apis/agentkube.io/v1alpha1/namespaces/{namespace}/mcps/github-tools/status",
+        {"status": status},
+        content_type="application/merge-patch+json",
+    )
+    (row,) = table(control_plane, "mcp", "-n", namespace)
+    assert list(row) == ["NAME", "READY", "STATUS", "URL", "AGE"]
+    assert [row["NAME"], row["READY"], row["STATUS"], row["URL"]] == [
+        "github-tools",
+        "1/2",
+        "DeploymentUnavailable",
+        status["url"],
+    ]
+
+
+def test_kubectl_get_tool_gateway_classes_shows_which_is_the_default(control_plane: ControlPlane) -> None:
+    default, other = "it-table-default", "it-table-other"
+    classes = [
+        {
+            "apiVersion": "runtime.agentic-layer.ai/v1alpha1",
+            "kind": "ToolGatewayClass",
+            "metadata": {"name": name, "annotations": annotations},
+            "spec": {"controller": "example.com/table"},
+        }
+        for name, annotations in (
+            (default, {"toolgatewayclass.kubernetes.io/is-default-class": "true"}),
+            (other, {}),
+        )
+    ]
+    try:
+        for klass in classes:
+            applied = kubectl(control_plane, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(klass))
+            assert applied.returncode == 0, applied.stderr
+        rows = table(control_plane, "tgc", default, other)
+        assert list(rows[0]) == ["NAME", "CONTROLLER", "DEFAULT", "ACCEPTED", "AGE"]
+        assert [(r["NAME"], r["DEFAULT"]) for r in rows] == [(default, "true"), (other, "")]
+    finally:
+        kubectl(control_plane, "delete", "--ignore-not-found", "toolgatewayclass", default, other)

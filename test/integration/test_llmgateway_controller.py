@@ -128,6 +128,7 @@ async def test_seed_gateway_waits_for_its_secrets_then_runs(
     assert [(c.id, c.key_env) for c in config.auth.clients] == [("team-a", "AGENTKUBE_CLIENT_team-a")]
     assert config.rate_limit is not None and config.rate_limit.scope == "perClient"
 
+    assert obj["status"]["ready"] == "0/1"
     await set_available(client, namespace, NAME, True)
 
     async def ready() -> bool:
@@ -135,6 +136,7 @@ async def test_seed_gateway_waits_for_its_secrets_then_runs(
         return c is not None and c["status"] == "True"
 
     await eventually(ready, "the gateway is Ready")
+    assert (await client.get(LLM_GATEWAY, NAME, namespace))["status"]["ready"] == "1/1"
 
 
 async def test_new_client_key_adds_a_client_and_rolls_the_pods(

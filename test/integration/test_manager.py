@@ -158,6 +158,8 @@ async def test_readyz_answers_503_naming_the_unsynced_kind_until_it_syncs(
         assert status == 503
         assert "Widget" in body and "ConfigMap" not in body
         assert await http_get(port, "/healthz") == (200, "ok\n")
+        # Liveness under the name the API server and controller-runtime use too: alive while not ready.
+        assert await http_get(port, "/livez") == (200, "ok\n")
 
         async with installed_crd(control_plane, schemaless_crd(widget, "widgets"), tmp_path):
 

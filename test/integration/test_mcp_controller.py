@@ -170,6 +170,8 @@ async def test_seed_mcp_produces_exactly_the_documented_children(
     ]
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http", "scheme": "HTTP"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http", "scheme": "HTTP"}
+    # A failed exit's log tail becomes the Pod's termination message, which Available then shows.
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert container["securityContext"] == {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
@@ -226,7 +228,7 @@ async def test_seed_mcp_produces_exactly_the_documented_children(
     for where in (config_map, deployment, status, events):
         assert keys.partition(":")[2] not in str(where)
     assert status["url"] == f"http://github-tools.{namespace}.svc.cluster.local:8080"
-    assert (status["replicas"], status["readyReplicas"]) == (0, 0)
+    assert (status["replicas"], status["readyReplicas"], status["ready"]) == (0, 0, "0/2")
     assert [(c["type"], c["status"], c["observedGeneration"]) for c in status["conditions"]] == [
         ("Accepted", "True", 1),
         ("Available", "Unknown", 1),
@@ -249,13 +251,25 @@ async def test_deployment_availability_drives_ready_both_ways(
         return obj if c is not None and c["status"] == expected else None
 
     obj = await eventually(lambda: ready("True"), "the MCP is Ready")
-    assert (obj["status"]["replicas"], obj["status"]["readyReplicas"]) == (2, 2)
+    assert (obj["status"]["replicas"], obj["status"]["readyReplicas"], obj["status"]["ready"]) == (
+        2,
+        2,
+        "2/2",
+    )
     assert condition(obj, "Available")["reason"] == "DeploymentAvailable"  # type: ignore[index]
 
     await set_available(client, namespace, "m", False, replicas=2)
     obj = await eventually(lambda: ready("False"), "the MCP is no longer Ready")
     assert condition(obj, "Ready")["reason"] == "DeploymentUnavailable"  # type: ignore[index]
-    assert obj["status"]["readyReplicas"] == 0
+    assert (obj["status"]["readyReplicas"], obj["status"]["ready"]) == (0, "0/2")
+
+    # Scaling changes what is desired: ready/desired follows the spec at once.
+    await client.apply(mcp_object(namespace, "m", [http()], replicas=3), field_manager="test")
+
+    async def desired_three() -> bool:
+        return (await client.get(MCP, "m", namespace))["status"].get("ready") == "0/3"
+
+    await eventually(desired_three, "status.ready reads 0/3 after scaling to 3")
 
 
 async def warnings(client: Client, namespace: str, name: str) -> list[dict[str, Any]]:

@@ -189,9 +189,16 @@ async def test_seed_manifests_produce_the_documented_objects(
     await eventually(lambda: world.get(HTTP_ROUTE, "my-tool-server", "my-namespace"), "the server's route")
     routes, _ = await world.client.list(HTTP_ROUTE, "my-namespace")
     assert [r["metadata"]["name"] for r in routes] == ["my-tool-server"]  # only the server's own route
+    accepted = await wait_condition(
+        world, TOOL_GATEWAY, "my-tool-gateway", "my-namespace", "Accepted", status="True"
+    )
+    assert accepted["message"].startswith(
+        'Implemented as ToolGatewayClass "agentgateway", named in spec.toolGatewayClassName.'
+    )
     status = (await world.get(TOOL_GATEWAY, "my-tool-gateway", "my-namespace") or {})["status"]
-    assert status["url"] == "http://my-tool-gateway.my-namespace.svc.cluster.local"
-    assert condition({"status": status}, "Accepted") is not None
+    assert status["toolGatewayClassName"] == "agentgateway"
+    # Nothing here plays the Gateway's controller: nothing serves the gateway, so it shows no URL.
+    assert "url" not in status
 
     # ToolServer my-namespace/my-tool-server -> Deployment + Service + its own backend and route.
     deployment = await eventually(
@@ -334,7 +341,7 @@ async def test_seed_manifests_produce_the_documented_objects(
     routed = await wait_condition(
         world, TOOL_GATEWAY, "my-tool-gateway", "tool-gateway", "ToolServersRouted", status="True"
     )
-    assert routed["message"] == "1 ToolServers (1 namespaces) are routed at /mcp."
+    assert routed["message"] == "1 ToolServer (1 namespace) is routed at /mcp."
 
     # The OTEL manifest (the same ToolGateway): env translated, not passed on; envFrom gone with it.
     await world.apply(sample("runtime_v1alpha1_toolgateway_otel.yaml"))
@@ -503,8 +510,14 @@ async def test_gateway_without_class_follows_the_default_class(
     await world.delete(TOOL_GATEWAY_CLASS, theirs)
     ours = unique("it-our-default")
     await world.apply(tool_gateway_class(ours, default=True))
-    await wait_condition(world, TOOL_GATEWAY, "gw", namespace, "Accepted", status="True")
+    accepted = await wait_condition(world, TOOL_GATEWAY, "gw", namespace, "Accepted", status="True")
     assert await world.get(GATEWAY, "gw", namespace) is not None
+    # The gateway names no class: it says which one it got, and why that one.
+    assert accepted["message"].startswith(
+        f'Implemented as ToolGatewayClass "{ours}", the default class (spec.toolGatewayClassName is omitted).'
+    )
+    gw = await world.get(TOOL_GATEWAY, "gw", namespace)
+    assert gw is not None and gw["status"]["toolGatewayClassName"] == ours
 
 
 async def test_two_default_classes_are_reported_and_the_oldest_decides(
@@ -615,6 +628,13 @@ async def test_programmed_mirrors_the_gateway_and_makes_the_tool_gateway_ready(
     assert pending["reason"] == "Pending"
     ready = await status_condition(world, TOOL_GATEWAY, "gw", namespace, "Ready")
     assert ready["status"] == "Unknown"
+    url = f"http://gw.{namespace}.svc.cluster.local"
+
+    async def shown_url() -> str | None:
+        obj = await world.get(TOOL_GATEWAY, "gw", namespace)
+        return ((obj or {}).get("status") or {}).get("url")
+
+    assert await shown_url() is None  # nothing serves it yet
     gateway = await world.get(GATEWAY, "gw", namespace)
     assert gateway is not None
 
@@ -642,6 +662,7 @@ async def test_programmed_mirrors_the_gateway_and_makes_the_tool_gateway_ready(
         f"Gateway {namespace}/gw: Address assigned",
     )
     await wait_condition(world, TOOL_GATEWAY, "gw", namespace, "Ready", status="True", reason="Ready")
+    assert await shown_url() == url
     await world.client.patch(
         GATEWAY,
         "gw",
@@ -652,6 +673,7 @@ async def test_programmed_mirrors_the_gateway_and_makes_the_tool_gateway_ready(
     await wait_condition(
         world, TOOL_GATEWAY, "gw", namespace, "Ready", status="False", reason="AddressNotAssigned"
     )
+    assert await shown_url() is None  # the URL goes with what served it
 
 
 async def test_metrics_and_logs_variables_are_dropped_and_reported(

@@ -134,6 +134,9 @@ async def test_requeue_after_convergence_sends_no_write(
             return all((condition(o, "Ready") or {}).get("status") == "True" for o in objs)
 
         await eventually(ready, "the available objects are Ready")
+        # ready/desired is written with readyReplicas, and like it is not written again at rest.
+        shown = [(await client.get(MCP, n, namespace))["status"]["ready"] for n in ("one", "two")]
+        assert shown == ["1/1", "1/2"]  # one pod reported ready of the two "two" asks for
         await settle(op)
         at_rest = len(op.client.writes)
 

@@ -174,6 +174,42 @@ def test_crds_have_status_subresource_columns_short_names_and_category() -> None
     assert "shortNames" not in CRDS["MCP"]["spec"]["names"]
 
 
+def _columns(kind: str) -> dict[str, str]:
+    version = CRDS[kind]["spec"]["versions"][0]
+    return {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+
+
+@pytest.mark.parametrize("kind", ["MCP", "LLMGateway"])
+def test_workload_columns_show_ready_over_desired_and_why_not_ready(kind: str) -> None:
+    # READY as a Deployment shows it: one string the controller writes, as a column is one JSONPath.
+    assert _columns(kind) == {
+        "Ready": ".status.ready",
+        "Status": '.status.conditions[?(@.type=="Ready")].reason',
+        "URL": ".status.url",
+        "Age": ".metadata.creationTimestamp",
+    }
+    ready = _schema(kind)["properties"]["status"]["properties"]["ready"]
+    assert ready["type"] == "string" and "ready" in ready["description"]
+
+
+def test_tool_gateway_class_shows_its_default_annotation() -> None:
+    assert (
+        _columns("ToolGatewayClass")["Default"]
+        == ".metadata.annotations.toolgatewayclass\\.kubernetes\\.io/is-default-class"
+    )
+
+
+def test_model_map_rule_says_which_entry_names_which_upstream() -> None:
+    (rule,) = [
+        r
+        for r in _schema("LLMGateway")["properties"]["spec"]["x-kubernetes-validations"]
+        if r.get("fieldPath") == ".routing.modelMap"
+    ]
+    assert "m.upstream" in rule["rule"]
+    assert ".from" in rule["messageExpression"] and ".upstream" in rule["messageExpression"]
+    assert rule["message"]  # what the API server says when the expression cannot be evaluated
+
+
 def test_spec_is_required_unless_every_field_is_optional() -> None:
     assert {k for k in CRDS if _schema(k).get("required") == ["spec"]} == {
         "MCP",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +24,7 @@ from agentkube.api import (
     parse_tool_server,
 )
 from agentkube.api.core import quantity_value
+from agentkube.api.model import Rule
 from agentkube.api.toolgateway import AGENTGATEWAY_CONTROLLER
 
 from .conftest import ALL_SAMPLES as SAMPLES
@@ -159,6 +161,29 @@ def test_status_parses_conditions_and_empty_status() -> None:
     )
     assert status.ready_replicas == 2
     assert status.conditions[0].observed_generation == 3
+
+
+def test_model_map_error_names_the_first_entry_with_an_unknown_upstream() -> None:
+    gateway = copy.deepcopy(seed_object("LLMGateway", "shared-gateway"))
+    gateway["spec"]["routing"]["modelMap"] = [
+        {"from": "opus", "to": "claude-opus-4-7", "upstream": "anthropic"},
+        {"from": "sonnet", "to": "claude-sonnet-4-6", "upstream": "anthropik"},
+        {"from": "haiku", "to": "claude-haiku-4-5", "upstream": "nowhere"},
+    ]
+    with pytest.raises(InvalidSpec) as caught:
+        parse_llm_gateway(gateway)
+    (error,) = caught.value.errors
+    assert str(error) == (
+        'spec.routing.modelMap: modelMap entry "sonnet" names upstream "anthropik", not one of spec.upstreams'
+    )
+
+
+def test_rule_message_expression_comes_with_its_python_form() -> None:
+    with pytest.raises(ValueError, match="together"):
+        Rule(cel="true", message="m", holds=None, message_expression="'m'")
+    rule = Rule(cel="self > 0", message="m", holds=lambda v: v > 0, message_expression="'m'", explain=str)
+    assert rule.message_for(-1) == "-1"
+    assert rule.to_schema()["messageExpression"] == "'m'"
 
 
 def test_service_name_rule_rejects_names_that_cannot_name_a_service() -> None:

@@ -94,6 +94,7 @@ def test_seed_mcp_becomes_config_map_deployment_service_and_pdb(world: World) ->
         ],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "resources": {"limits": {"memory": "256Mi"}, "requests": {"cpu": "50m", "memory": "64Mi"}},
         "securityContext": {
             "allowPrivilegeEscalation": False,

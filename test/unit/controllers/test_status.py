@@ -14,6 +14,7 @@ from agentkube.controllers.status import (
     available_condition,
     merge_conditions,
     ready_condition,
+    ready_of,
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -119,3 +120,28 @@ async def test_status_writer_refuses_a_field_the_controller_did_not_declare() ->
     obj = {"apiVersion": "v1", "kind": "X", "metadata": {"name": "m", "uid": "u"}, "status": {}}
     with pytest.raises(ValueError, match="url"):
         await writer.apply(obj, {"observedGeneration": 1, "url": "http://m"})
+
+
+def test_ready_is_ready_replicas_of_the_desired_spec_replicas() -> None:
+    mcp = {"spec": {"replicas": 3}}
+    assert ready_of(mcp, {"replicas": 4, "readyReplicas": 2}) == "2/3"  # a surge pod is not desired
+    assert ready_of({"spec": {"replicas": 0}}, {"replicas": 0, "readyReplicas": 0}) == "0/0"
+    assert ready_of(mcp, {"replicas": 0}) == "0/3"
+    assert ready_of({}, {"replicas": 2, "readyReplicas": 1}) == "1/2"  # no spec.replicas: the pods there
+
+
+async def test_status_writer_fills_in_ready_and_writes_nothing_once_it_is_shown() -> None:
+    writer = StatusWriter(None, fields=("observedGeneration", "replicas", "readyReplicas", "ready"))
+    live = {
+        "apiVersion": "agentkube.io/v1alpha1",
+        "kind": "MCP",
+        "metadata": {"name": "m", "namespace": "n", "uid": "u", "resourceVersion": "5"},
+        "spec": {"replicas": 2},
+        "status": {"observedGeneration": 1, "replicas": 2, "readyReplicas": 1, "ready": "1/2"},
+    }
+    # No client: a write would fail the test.
+    assert await writer.apply(live, {"observedGeneration": 1, "replicas": 2, "readyReplicas": 1}) is False
+    # Without readyReplicas there is no ready either: a status that drops one releases both.
+    without = StatusWriter(None, fields=("observedGeneration", "readyReplicas", "ready"))
+    shown = {**live, "status": {"observedGeneration": 1}}
+    assert await without.apply(shown, {"observedGeneration": 1}) is False

@@ -9,9 +9,11 @@ from agentkube.controllers.gatewayapi import ServerRef
 from agentkube.controllers.status import Problem
 from agentkube.controllers.toolgateway import (
     attached_servers,
+    class_choice,
     desired_children,
     gateway_conditions,
     programmed_condition,
+    served_url,
 )
 from agentkube.controllers.toolgatewayclass import class_conditions
 
@@ -110,6 +112,52 @@ def test_servers_beyond_a_full_backend_are_left_out_and_listed() -> None:
     assert conditions["ToolServersRouted"]["status"] == "False"
     assert conditions["ToolServersRouted"]["reason"] == "TooManyToolServers"
     assert conditions["ToolServersRouted"]["message"].endswith("a/s32, a/s33")
+
+
+def test_routed_message_counts_servers_and_namespaces_in_good_english() -> None:
+    obj = owner()
+
+    def routed(servers: list[ServerRef]) -> str:
+        desired = desired_children(obj, parse_tool_gateway(obj), servers, "agentgateway")
+        message: str = {c["type"]: c for c in gateway_conditions(3, [], None, desired)}["ToolServersRouted"][
+            "message"
+        ]
+        return message
+
+    assert routed([]) == "0 ToolServers (0 namespaces) are routed at /mcp."
+    assert routed([server("a", "one")]) == "1 ToolServer (1 namespace) is routed at /mcp."
+    assert (
+        routed([server("a", "one"), server("a", "two")]) == "2 ToolServers (1 namespace) are routed at /mcp."
+    )
+    assert (
+        routed([server("a", "one"), server("b", "two")]) == "2 ToolServers (2 namespaces) are routed at /mcp."
+    )
+
+
+def test_accepted_names_the_class_and_how_it_was_chosen() -> None:
+    default = class_choice("agentgateway", named=False)
+    accepted = {c["type"]: c for c in gateway_conditions(1, [], None, None, default)}["Accepted"]
+    assert accepted["message"] == (
+        'Implemented as ToolGatewayClass "agentgateway", the default class (spec.toolGatewayClassName is '
+        "omitted). The spec is valid and every reference resolved."
+    )
+    named = class_choice("mine", named=True)
+    assert named == 'Implemented as ToolGatewayClass "mine", named in spec.toolGatewayClassName.'
+    # A problem is what Accepted=False is about: the class is in status.toolGatewayClassName.
+    refused = gateway_conditions(1, [Problem("InvalidSpec", "bad")], None, None, named)
+    assert {c["type"]: c for c in refused}["Accepted"]["message"] == "bad"
+
+
+def test_url_is_shown_only_while_the_gateway_is_programmed() -> None:
+    def url(programmed: dict[str, Any] | None) -> str | None:
+        gateway = None if programmed is None else gateway_with([programmed])
+        return served_url("gw", "tools", gateway_conditions(1, [], gateway, None))
+
+    assert url(None) is None  # no Gateway yet
+    assert url({"type": "Programmed", "status": "Unknown", "reason": "Pending", "message": ""}) is None
+    assert url({"type": "Programmed", "status": "False", "reason": "NoAddress", "message": ""}) is None
+    programmed = {"type": "Programmed", "status": "True", "reason": "Programmed", "message": "ok"}
+    assert url(programmed) == "http://gw.tools.svc.cluster.local"
 
 
 def test_otel_variables_become_tracing_and_leave_the_env() -> None:
