@@ -15,8 +15,10 @@ Conditions have positive polarity (True is good) and CamelCase reasons that say 
   mcp-proxy: CrashLoopBackOff: exit 1: <the program's last log lines>``); without one it stays
   ``DeploymentUnavailable`` with the Deployment's message. While it is available (old pods serve
   during a rollout whose new pods fail), the status stays True and ``DeploymentAvailable``, and a
-  failing pod is named in the message only, where ``kubectl describe`` shows it.
-- ``Ready``: both of the above; when not, the reason and message of the first that is not True.
+  failing pod is named in the message.
+- ``Ready``: both of the above and no failing pod; when not, the reason and message of the first
+  that is not True, or of the failing pod (a rollout stuck on a bad config is not Ready while the
+  old pods still serve: what is running is not what the spec asks for).
 
 Each carries ``observedGeneration``, and ``lastTransitionTime`` moves only when ``status`` does
 (``agentkube.runtime.conditions``). ``StatusWriter`` is how every controller writes status: it knows
@@ -164,9 +166,14 @@ def available_condition(
 
 
 def ready_condition(
-    accepted: Mapping[str, Any], available: Mapping[str, Any], generation: int
+    accepted: Mapping[str, Any],
+    available: Mapping[str, Any],
+    generation: int,
+    pods: Problem | None = None,
 ) -> dict[str, Any]:
-    """``Ready``: True when ``accepted`` and ``available`` are; else the first one that is not."""
+    """``Ready``: True when ``accepted`` and ``available`` are and no pod fails; else the first one
+    that is not, or ``pods``: the failing pod of an available Deployment (old pods serve while the
+    new ones of a rollout crash), which needs someone as much as an outage does."""
     for condition in (accepted, available):
         if condition["status"] != "True":
             return {
@@ -176,6 +183,14 @@ def ready_condition(
                 "reason": condition["reason"],
                 "message": condition["message"],
             }
+    if pods is not None:
+        return {
+            "type": READY,
+            "status": "False",
+            "observedGeneration": generation,
+            "reason": pods.reason,
+            "message": _message(f"Available, but {pods.message}"),
+        }
     return {
         "type": READY,
         "status": "True",

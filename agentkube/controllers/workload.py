@@ -621,7 +621,7 @@ class WorkloadReconciler:
             pods = self._pods.store.by_index(INDEX_NAMESPACE, meta["namespace"])
             problem = pod_problem(deployment, pods)
         available = available_condition(deployment, generation, problem)
-        ready = ready_condition(accepted, available, generation)
+        ready = ready_condition(accepted, available, generation, problem)
         observed = (deployment or {}).get("status") or {}
         status: dict[str, Any] = {"observedGeneration": generation}
         if url:

@@ -44,6 +44,7 @@ import base64
 import contextlib
 import ipaddress
 import json
+import math
 import os
 import platform
 import re
@@ -54,11 +55,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from agentkube.api.core import quantity_value
 from agentkube.runtime.client import Client
 from agentkube.runtime.errors import ApiError, Conflict, NotFound
 from agentkube.runtime.gvk import GVK
@@ -89,7 +92,9 @@ MESSAGE_LINES, MESSAGE_BYTES = 80, 2048
 # A container that ran this long without failing starts its back-off afresh (the kubelet's 10 min).
 BACKOFF_RESET = 600.0
 LEASE_SECONDS = 40
-_VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+# A reference is everything between "$(" and the next ")", as the kubelet reads it: a name it does
+# not know (even one no environment could hold, such as "A$(B") stays as written.
+_VAR = re.compile(r"\$\$|\$\(([^)]*)\)")
 
 
 def _now() -> str:
@@ -162,37 +167,33 @@ def field_value(pod: Mapping[str, Any], path: str) -> str:
     return str(simple[path] or "")
 
 
-_SUFFIXES = {
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "m": 1e-3,
-}
+def quantity(text: str | int) -> Decimal:
+    """A resource quantity (``500m``, ``128Mi``, ``1e3``, ``2``) as an exact number of base units."""
+    try:
+        return quantity_value(text if isinstance(text, int) else str(text).strip())
+    except (ValueError, ArithmeticError):
+        raise _ConfigError(f"invalid quantity: {text!r}") from None
 
 
-def quantity(text: str) -> float:
-    """A resource quantity (``500m``, ``128Mi``, ``2``) as a number of base units."""
-    m = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(text).strip())
-    if not m or (m.group(2) and m.group(2) not in _SUFFIXES):
-        raise _ConfigError(f"invalid quantity: {text!r}")
-    return float(m.group(1)) * _SUFFIXES.get(m.group(2), 1)
+def node_capacity() -> dict[str, str]:
+    """What the local node reports as its capacity (and allocatable): this machine's CPUs and memory."""
+    cpu, memory = str(os.cpu_count() or 1), f"{_memory_bytes() // 1024}Ki"
+    return {"cpu": cpu, "memory": memory, "pods": "110", "ephemeral-storage": "100Gi"}
 
 
 def resource_value(container: Mapping[str, Any], ref: Mapping[str, Any]) -> str:
     """``resourceFieldRef`` (``limits.cpu``, ``requests.memory``...) rounded up in its divisor, as the
-    kubelet does; an unset limit is the node's capacity."""
+    kubelet does: an unset limit is the node's capacity (``node_capacity()``), an unset request 0."""
     kind, _, resource = str(ref.get("resource", "")).partition(".")
     if kind not in ("limits", "requests") or resource not in ("cpu", "memory", "ephemeral-storage"):
         raise _ConfigError(f"unsupported resource: {ref.get('resource')}")
     given = ((container.get("resources") or {}).get(kind) or {}).get(resource)
     if given is None:
-        given = str(os.cpu_count() or 1) if resource == "cpu" else str(_memory_bytes())
+        given = node_capacity()[resource] if kind == "limits" else "0"
     divisor = quantity(ref.get("divisor") or "1")
-    return str(max(1, -(-quantity(given) // divisor).__int__()))
+    if divisor <= 0:
+        raise _ConfigError(f"invalid divisor: {ref.get('divisor')!r}")
+    return str(math.ceil(quantity(given) / divisor))
 
 
 def _memory_bytes() -> int:
@@ -203,19 +204,34 @@ def _memory_bytes() -> int:
 
 
 def image_entrypoint(container: Mapping[str, Any], images: Mapping[str, Sequence[str]]) -> list[str]:
-    """The argv of a container: its ``command`` (or the image's entrypoint) and its ``args``."""
-    command = list(container.get("command") or images[container["image"]])
-    return command + list(container.get("args") or [])
+    """The argv of a container: its ``command`` (or the image's entrypoint) and its ``args``;
+    ``_ConfigError`` when it has no command and its image is not one the node runs."""
+    command = container.get("command")
+    if not command:
+        image = container.get("image")
+        if not isinstance(image, str) or image not in images:
+            raise _ConfigError(
+                f"container {container.get('name')}: image {image!r} is not one the local node runs "
+                f"({sorted(images)}); give the container a command"
+            )
+        command = images[image]
+    return list(command) + list(container.get("args") or [])
 
 
 def remap(value: str, mounts: Sequence[tuple[str, Path]]) -> str:
-    """``value`` with a leading mount path replaced by the directory that stands in for it."""
+    """``value`` with a leading mount path replaced by the directory that stands in for it; of the
+    mounts that match, the longest path wins, as a mount nested in another hides what is under it."""
+    best: tuple[str, Path] | None = None
     for mount, local in mounts:
-        if value == mount:
-            return str(local)
-        if value.startswith(mount.rstrip("/") + "/"):
-            return str(local) + value[len(mount.rstrip("/")) :]
-    return value
+        root = mount.rstrip("/")
+        if (value == mount or (root and value == root) or value.startswith(root + "/")) and (
+            best is None or len(root) > len(best[0])
+        ):
+            best = (root, local)
+    if best is None:
+        return value
+    root, local = best
+    return str(local) + value[len(root) :] if value.startswith(root + "/") else str(local)
 
 
 def log_tail(path: Path) -> str:
@@ -304,7 +320,7 @@ class _PodWorker:
         self.transitions: dict[str, tuple[str, str]] = {}
         self.written: dict[str, Any] | None = None
         self.start_time = (pod.get("status") or {}).get("startTime") or _now()
-        self.mounts: list[tuple[str, Path]] = []
+        self.mounts: dict[str, list[tuple[str, Path]]] = {}
         self.log = log.bind(pod=f"{self.ns}/{self.name}")
 
     # ------------------------------------------------------------------------------------ lifecycle
@@ -392,9 +408,9 @@ class _PodWorker:
 
     # -------------------------------------------------------------------------------------- volumes
 
-    async def _write_volumes(self) -> list[tuple[str, Path]]:
-        """Write every volume under ``<pod>/v/<name>``; the (mountPath, directory) pairs of the Pod's
-        containers, longest path first."""
+    async def _write_volumes(self) -> dict[str, list[tuple[str, Path]]]:
+        """Write every volume under ``<pod>/v/<name>``; each container's (mountPath, directory) pairs,
+        by container name (two containers may mount different volumes at one path)."""
         base = self.dir / "v"
         for volume in self.pod["spec"].get("volumes") or []:
             target = base / volume["name"]
@@ -409,12 +425,13 @@ class _PodWorker:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
                 path.chmod(mode | 0o600)  # the owner is the process reading it, whatever the mode
-        mounts: list[tuple[str, Path]] = []
-        for c in self.containers:
-            for m in c.spec.get("volumeMounts") or []:
-                local = base / m["name"] / m.get("subPath", "")
-                mounts.append((str(m["mountPath"]), local))
-        return sorted(set(mounts), key=lambda m: -len(m[0]))
+        return {
+            c.name: [
+                (str(m["mountPath"]), base / m["name"] / m.get("subPath", ""))
+                for m in c.spec.get("volumeMounts") or []
+            ]
+            for c in self.containers
+        }
 
     async def _volume_files(self, volume: Mapping[str, Any]) -> dict[str, tuple[bytes, int]] | None:
         """The files of a ConfigMap, Secret or projected volume (None for an emptyDir)."""
@@ -566,16 +583,15 @@ class _PodWorker:
 
     async def _command(self, c: _Container) -> tuple[list[str], dict[str, str], str]:
         env = await self._env(c)
+        mounts = self.mounts.get(c.name, [])
         for var, value in list(env.items()):
-            env[var] = remap(value, self.mounts)
-        argv = [
-            remap(expand(a, env), self.mounts) for a in image_entrypoint(c.spec, self.node.options.images)
-        ]
+            env[var] = remap(value, mounts)
+        argv = [remap(expand(a, env), mounts) for a in image_entrypoint(c.spec, self.node.options.images)]
         process_env = dict(self.node.base_env)
         process_env["HOSTNAME"] = self.name
         assert self.sandbox is not None
         process_env.update(self.sandbox.egress_env)
-        for mount, local in self.mounts:
+        for mount, local in mounts:
             if mount.rstrip("/") == "/tmp":
                 process_env["TMPDIR"] = str(local)
         process_env.update(env)
@@ -584,7 +600,7 @@ class _PodWorker:
             raise _ConfigError(f'exec: "{argv[0]}": executable file not found in $PATH')
         argv[0] = found
         given_dir = c.spec.get("workingDir")
-        cwd = remap(given_dir, self.mounts) if given_dir else str(self.dir)
+        cwd = remap(given_dir, mounts) if given_dir else str(self.dir)
         return argv, process_env, cwd
 
     async def _run_once(
@@ -615,7 +631,10 @@ class _PodWorker:
         self.changed.set()
         probes = asyncio.create_task(self._probe_loops(c, proc))
         try:
-            return await proc.wait()
+            code = await proc.wait()
+            # A container killed by a signal exits 128 + its number in the Pod's status (137 for
+            # SIGKILL), as a container runtime reports it; asyncio gives the negative number.
+            return 128 - code if code < 0 else code
         finally:
             probes.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -897,8 +916,7 @@ class LocalNode:
             await self.router.stop()
 
     async def _register(self) -> None:
-        cpu, memory = str(os.cpu_count() or 1), f"{_memory_bytes() // 1024}Ki"
-        capacity = {"cpu": cpu, "memory": memory, "pods": "110", "ephemeral-storage": "100Gi"}
+        capacity = node_capacity()
         node = {
             "apiVersion": "v1",
             "kind": "Node",
@@ -1073,6 +1091,8 @@ class LocalNode:
 
     def _on_service(self, event: Event) -> None:
         meta = event.obj["metadata"]
+        if (meta["namespace"], meta["name"]) == ("default", "kubernetes"):
+            return  # the API server itself: reached through the kubeconfig, not through the node
         if event.type == EventType.DELETED:
             self.router.delete_service(meta["namespace"], meta["name"])
         else:

@@ -262,3 +262,62 @@ async def test_deleting_a_namespace_completes(local_cluster: LocalCluster, tmp_p
             DEADLINE,
         )
         assert not any(pid_alive(p) for p in pids)
+
+
+async def test_a_secret_key_missing_at_the_pod_shows_in_describe(
+    local_cluster: LocalCluster, seed: list[dict[str, Any]]
+) -> None:
+    await local_cluster.ready("mcp", "github-tools", "team-a")
+    # The user removes the token; the running proxies keep serving (the operator leaves them alone),
+    # until a pod is replaced: the new one cannot start without the key.
+    local_cluster.kubectl(
+        "patch", "secret", "github-upstream-pat", "-n", "team-a", "--type=json", "-p",
+        '[{"op":"remove","path":"/data/token"}]',
+    )  # fmt: skip
+    victim = local_cluster.pods("team-a", SEED_SELECTOR)[0]["metadata"]["name"]
+    local_cluster.kubectl("delete", "pod", victim, "-n", "team-a", "--wait=false")
+    missing = "couldn't find key token in Secret team-a/github-upstream-pat"
+
+    def described() -> str | None:
+        text = local_cluster.kubectl("describe", "mcp", "github-tools", "-n", "team-a")
+        return text if "CreateContainerConfigError" in text and missing in text else None
+
+    text = await eventually(described, "kubectl describe mcp names the missing key at the pod", DEADLINE)
+    assert "SecretKeyNotFound" in text  # and Accepted says what the spec references that is gone
+    mcp = local_cluster.get("mcp", "github-tools", "team-a")
+    assert condition(mcp, "Ready")["status"] == "False"
+
+
+async def test_a_proxy_that_cannot_start_leaves_the_mcp_not_ready_saying_why(
+    local_cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    with run_fixture(tmp_path, name="bad-config-upstream") as upstream:
+        local_cluster.apply(
+            [_http_mcp(namespace, "keys", [{"name": "fx", "kind": "http", "endpoint": upstream.url}])]
+        )
+        await local_cluster.ready("mcp", "keys", namespace)
+        # The session key is the user's to rotate; a malformed one rolls the pods, and the new proxy
+        # refuses to start. The old pod keeps serving, and the MCP says it is not Ready and why.
+        bad = base64.b64encode(b"k1:short").decode()
+        local_cluster.kubectl(
+            "patch",
+            "secret",
+            "keys-session",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            f'{{"data":{{"keys":"{bad}"}}}}',
+        )
+        why = "sessions.keysEnv: variable AGENTKUBE_SESSION_KEYS: key ring entry 1: key is not base64"
+
+        def not_ready() -> dict[str, Any] | None:
+            ready = condition(local_cluster.get("mcp", "keys", namespace), "Ready")
+            return ready if ready.get("status") == "False" and why in ready.get("message", "") else None
+
+        ready = await eventually(not_ready, "the MCP is not Ready, naming the proxy's own error", DEADLINE)
+        assert ready["reason"] == "CrashLoopBackOff"
+        assert why in local_cluster.kubectl("describe", "mcp", "keys", "-n", namespace)
+        assert "k1:short" not in local_cluster.kubectl("get", "mcp", "keys", "-n", namespace, "-o", "yaml")
+        url = await local_cluster.service_url(namespace, "keys", 8080)
+        assert "echo" in await _tool_names(f"{url}/mcp")  # the old pod still serves

@@ -196,6 +196,9 @@ async def test_a_killed_child_fails_its_calls_in_flight_is_restarted_and_the_nex
 async def test_the_child_gets_only_the_environment_its_config_gives(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTKUBE_TEST_PROXY_SECRET", "never-for-the-child")
     monkeypatch.setenv("AGENTKUBE_TEST_SOURCE", "from-the-proxy")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")  # the way out, which the child needs too
+    for name in ("HTTP_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
     config = everything(
         env=[
             StdioEnvVar(name="PLAIN", value="plain-value"),
@@ -204,14 +207,15 @@ async def test_the_child_gets_only_the_environment_its_config_gives(monkeypatch:
     )
     async with running(StdioUpstream(config, LIMITS)) as upstream:
         seen = orjson.loads(text_of(await call(upstream, "get-env", {})))
-        assert set(seen) == {"PATH", "HOME", "PLAIN", "FROM_ENV"}
+        assert set(seen) == {"PATH", "HOME", "HTTPS_PROXY", "PLAIN", "FROM_ENV"}
+        assert seen["HTTPS_PROXY"] == "http://127.0.0.1:3128"
         assert seen["PLAIN"] == "plain-value"
         assert seen["FROM_ENV"] == "from-the-proxy"
         assert seen["PATH"] == os.environ["PATH"]
         assert upstream.pid is not None
         names = environment_names(upstream.pid)
         assert "AGENTKUBE_TEST_PROXY_SECRET" not in names
-        assert names == {"PATH", "HOME", "PLAIN", "FROM_ENV"}
+        assert names == {"PATH", "HOME", "HTTPS_PROXY", "PLAIN", "FROM_ENV"}
 
 
 async def test_a_value_from_env_the_proxy_lacks_keeps_the_child_from_starting() -> None:

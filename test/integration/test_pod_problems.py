@@ -264,7 +264,7 @@ async def test_restarts_that_look_the_same_write_no_status(
     assert status_writes(operator, "MCP") == before + 1
 
 
-async def test_a_failing_pod_of_an_available_mcp_is_named_without_taking_it_down(
+async def test_a_failing_pod_of_an_available_mcp_makes_it_not_ready_but_keeps_it_available(
     operator: RunningOperator, client: Client, namespace: str
 ) -> None:
     kubelet = await start_mcp(client, namespace)
@@ -279,6 +279,10 @@ async def test_a_failing_pod_of_an_available_mcp_is_named_without_taking_it_down
     )
     assert (available["status"], available["reason"]) == ("True", "DeploymentAvailable")
     assert f"CrashLoopBackOff: exit 1: {CONFIG_ERROR}" in available["message"]
+    # Old pods serve, new ones crash: a rollout stuck on a bad config is not what the spec asks for.
+    ready = await condition_with(client, MCP, namespace, "tools", "Ready", lambda c: c["status"] == "False")
+    assert ready["reason"] == "CrashLoopBackOff"
+    assert ready["message"].startswith(f"Available, but pod {namespace}/{new}: container mcp-proxy:")
 
     # The pod goes (its ReplicaSet scales down): being deleted (it lingers with a deletionTimestamp
     # until its kubelet confirms), it no longer counts.
@@ -291,6 +295,7 @@ async def test_a_failing_pod_of_an_available_mcp_is_named_without_taking_it_down
         "Available",
         lambda c: "pod " not in c["message"] and c["status"] == "True",
     )
+    await condition_with(client, MCP, namespace, "tools", "Ready", lambda c: c["reason"] == "Ready")
 
 
 async def test_llmgateway_reports_its_pods_the_same_way(

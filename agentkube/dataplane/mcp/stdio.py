@@ -3,9 +3,10 @@
 What a caller may rely on:
 
 - The child's environment is exactly its config's ``env`` (each ``value``, or ``valueFromEnv`` read
-  from the proxy's environment when the child starts) plus ``PATH`` and ``HOME`` from the proxy's
-  environment. Nothing else of the proxy's environment reaches it: that is where the proxy's own
-  secrets live. A ``valueFromEnv`` the proxy does not have keeps the child from starting (the log
+  from the proxy's environment when the child starts) plus ``PATH``, ``HOME`` and the egress proxy
+  variables (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``, either case: a child that fetches what
+  it runs, ``npx -y`` or ``uvx``, goes out the way the proxy does) from the proxy's environment.
+  Nothing else of the proxy's environment reaches it: that is where the proxy's own secrets live. A ``valueFromEnv`` the proxy does not have keeps the child from starting (the log
   names the variable; readiness stays false).
 - The child runs in a process group of its own, so ``close()`` (SIGTERM to the whole group, up to
   ``term_seconds`` to exit, then SIGKILL) also ends what it started (``npx`` runs node as a child).
@@ -37,7 +38,10 @@ __all__ = ["INHERITED", "StdioUpstream"]
 
 log = structlog.get_logger("agentkube.mcp.stdio")
 
-INHERITED: Final = ("PATH", "HOME")
+INHERITED: Final = (
+    *("PATH", "HOME"),
+    *("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"),
+)
 """The only variables of the proxy's environment a child gets without its config naming them."""
 
 _MIN_LINE: Final = 16 * 1024 * 1024
