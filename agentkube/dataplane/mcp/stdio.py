@@ -6,8 +6,9 @@ What a caller may rely on:
   from the proxy's environment when the child starts) plus ``PATH``, ``HOME`` and the egress proxy
   variables (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``, either case: a child that fetches what
   it runs, ``npx -y`` or ``uvx``, goes out the way the proxy does) from the proxy's environment.
-  Nothing else of the proxy's environment reaches it: that is where the proxy's own secrets live. A ``valueFromEnv`` the proxy does not have keeps the child from starting (the log
-  names the variable; readiness stays false).
+  Nothing else of the proxy's environment reaches it: that is where the proxy's own secrets live.
+  A ``valueFromEnv`` the proxy does not have keeps the child from starting (the log names the
+  variable; readiness stays false).
 - The child runs in a process group of its own, so ``close()`` (SIGTERM to the whole group, up to
   ``term_seconds`` to exit, then SIGKILL) also ends what it started (``npx`` runs node as a child).
 - Messages are newline-delimited JSON-RPC, each line up to ``limits.maxMessageBytes``. A longer
