@@ -59,7 +59,7 @@ def _manager_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--health-probe-bind-address",
         default=":8081",
-        help="address of /healthz and /readyz; '0' disables (default %(default)s)",
+        help="address of /healthz, /livez and /readyz; '0' disables (default %(default)s)",
     )
     p.add_argument("--namespace", default=None, help="watch only this namespace (default: all)")
     p.add_argument(

@@ -74,7 +74,7 @@ def test_manager_deployment_is_locked_down_and_probed(rendered: list[dict[str, A
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
     }
-    assert manager["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert manager["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "health"}
     assert manager["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     ports = {p["name"]: p["containerPort"] for p in manager["ports"]}
     assert ports == {"metrics": 8080, "health": 8081}
