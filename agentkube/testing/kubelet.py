@@ -13,17 +13,25 @@ What it does as a kubelet would:
   or key (not ``optional``) keeps the container from starting: ``waiting`` with reason
   ``CreateContainerConfigError`` and the kubelet's own message (``secret "x" not found``), tried again
   every few seconds.
-- ConfigMap, Secret (also ``projected`` sources of those two) and ``emptyDir`` volumes are written to a
-  private directory per Pod that stands in for the mount paths: a ``mountPath`` prefix in the command,
-  args, env values or ``workingDir`` is replaced by that directory, and a mount at ``/tmp`` becomes
-  ``TMPDIR``. A missing ConfigMap or Secret of a volume keeps the Pod in ``ContainerCreating``.
-- Probes (``httpGet``, ``tcpSocket``, ``exec``) with their thresholds and timeouts; a failed liveness
-  probe restarts the container. Restarts follow ``restartPolicy`` with the kubelet's back-off
-  (10 s doubling to 5 min, ``CrashLoopBackOff``) and count in ``restartCount``; a failed exit's last log
-  lines become ``lastState.terminated.message`` under ``terminationMessagePolicy: FallbackToLogsOnError``.
+- ConfigMap, Secret, ``downwardAPI`` (also ``projected`` sources of those three) and ``emptyDir``
+  volumes are written to a private directory per Pod that stands in for the mount paths: a
+  container's own ``mountPath`` prefix in its command, args, env values or ``workingDir`` is replaced
+  by that directory (the longest mount that matches), and its mount at ``/tmp`` becomes ``TMPDIR``.
+  A missing ConfigMap or Secret of a volume keeps the Pod in ``ContainerCreating``. The
+  ``serviceAccountToken`` source of a projected volume (every Pod gets one unless it sets
+  ``automountServiceAccountToken: false``) is left out: the Pod starts without a token file.
+- Readiness and liveness probes (``httpGet``, ``tcpSocket``, ``exec``) with their thresholds and
+  timeouts; a failed liveness probe restarts the container. Restarts follow ``restartPolicy`` with a
+  back-off of 10 s doubling to 5 min (``CrashLoopBackOff``; the kubelet restarts the first time at
+  once, this node waits 10 s already) and count in ``restartCount``; a failed exit's last log lines
+  become ``lastState.terminated.message`` under ``terminationMessagePolicy: FallbackToLogsOnError``, and
+  a process ended by a signal exits 128 + its number (143 for SIGTERM), as a container runtime says.
 - Pod status (``phase``, conditions, ``podIP`` from ``10.244.0.0/24``, container states) is written from
   what the processes do, and only when it changes. A deleted Pod gets SIGTERM, its grace period, then
-  SIGKILL, and is removed once its processes are gone.
+  SIGKILL, and is removed once its processes are gone. Each container's process leads a process
+  group; when it exits, what it left in that group is killed, as a container's processes end with
+  it. A program that leaves the group (``setsid``), or that a container started when the node itself
+  is SIGKILLed, is not tracked: only the container's own process carries a parent-death signal.
 - Services: ``agentkube.testing.podnet.ServiceRouter`` makes every Service reachable at its in-cluster
   name through a forward proxy (which the Pods get as ``HTTP_PROXY``) and on a loopback port per
   Service port; ``services.json`` in the node's directory lists them.
@@ -31,9 +39,11 @@ What it does as a kubelet would:
 What it is not: a container runtime. There are no images (the entrypoint of an image is a local
 program named for it), no filesystem isolation, no resource limits, no user switch (``runAsNonRoot``
 and ``readOnlyRootFilesystem`` are not enforced), no ``kubectl logs``/``exec`` (the logs are files
-under the Pod's directory), no service-account token volumes, no service-link variables, and the
-readiness probe runs at least every ``readiness_period_cap`` seconds (default 1) so that tests do
-not wait the default 10 s for a Pod to turn Ready. It authenticates with the kubeconfig it is given.
+under the Pod's directory), no init containers (their images must be the node's for the Pod to be
+bound, but they are not run), no ``startupProbe``, no service-account tokens, no service-link
+variables, and the readiness probe runs at least every ``readiness_period_cap`` seconds (default 1)
+so that tests do not wait the default 10 s for a Pod to turn Ready. It authenticates with the
+kubeconfig it is given.
 """
 
 from __future__ import annotations
@@ -434,15 +444,25 @@ class _PodWorker:
         }
 
     async def _volume_files(self, volume: Mapping[str, Any]) -> dict[str, tuple[bytes, int]] | None:
-        """The files of a ConfigMap, Secret or projected volume (None for an emptyDir)."""
+        """The files of a ConfigMap, Secret, downward-API or projected volume (None for an emptyDir)."""
         name = volume["name"]
         if "emptyDir" in volume:
             return None
         if "configMap" in volume or "secret" in volume:
             return await self._source_files(volume, volume)
+        if "downwardAPI" in volume:
+            return self._downward_files(volume["downwardAPI"], volume["downwardAPI"])
         if "projected" in volume:
             files: dict[str, tuple[bytes, int]] = {}
             for source in volume["projected"].get("sources") or []:
+                if "serviceAccountToken" in source:
+                    # Every Pod gets one through the ServiceAccount admission plugin. No token is
+                    # written: no program could read it at its mount path (nothing remaps a path a
+                    # client library has built in), and the Pod should start all the same.
+                    continue
+                if "downwardAPI" in source:
+                    files.update(self._downward_files(source["downwardAPI"], volume["projected"]))
+                    continue
                 if "configMap" not in source and "secret" not in source:
                     kinds = ", ".join(source)
                     raise _ConfigError(f"volume {name}: projected {kinds} is not supported by the local node")
@@ -450,6 +470,22 @@ class _PodWorker:
             return files
         kinds = ", ".join(k for k in volume if k != "name")
         raise _ConfigError(f"volume {name}: {kinds} volumes are not supported by the local node")
+
+    def _downward_files(
+        self, source: Mapping[str, Any], holder: Mapping[str, Any]
+    ) -> dict[str, tuple[bytes, int]]:
+        mode = int(source.get("defaultMode", holder.get("defaultMode", 0o644)))
+        pod = self._with_ips()
+        out: dict[str, tuple[bytes, int]] = {}
+        for item in source.get("items") or []:
+            if "fieldRef" in item:
+                value = field_value(pod, item["fieldRef"]["fieldPath"])
+            else:
+                ref = item.get("resourceFieldRef") or {}
+                specs = [c.spec for c in self.containers if c.name == ref.get("containerName")]
+                value = resource_value(specs[0] if specs else {}, ref)
+            out[item["path"]] = (value.encode(), int(item.get("mode", mode)))
+        return out
 
     async def _source_files(
         self, source: Mapping[str, Any], holder: Mapping[str, Any]
@@ -632,6 +668,9 @@ class _PodWorker:
         probes = asyncio.create_task(self._probe_loops(c, proc))
         try:
             code = await proc.wait()
+            # What the program started and left behind in its process group ends with it, as the
+            # processes of a container do when its first process exits.
+            _signal_group(proc.pid, signal.SIGKILL)
             # A container killed by a signal exits 128 + its number in the Pod's status (137 for
             # SIGKILL), as a container runtime reports it; asyncio gives the negative number.
             return 128 - code if code < 0 else code
