@@ -78,7 +78,7 @@ from agentkube.runtime.gvk import GVK
 from agentkube.runtime.informer import Informer
 from agentkube.runtime.reflector import Event, EventType
 from agentkube.testing.controlplane import DEFAULT_NODE_NAME, SERVICES_FILE, _die_with_parent
-from agentkube.testing.podnet import PodSandbox, PodSandboxError, ServiceRouter
+from agentkube.testing.podnet import PodSandbox, PodSandboxError, ServiceRouter, program_pid
 
 __all__ = ["DEFAULT_NODE_NAME", "LocalNode", "NodeOptions", "main"]
 
@@ -622,7 +622,11 @@ class _PodWorker:
         mounts = self.mounts.get(c.name, [])
         for var, value in list(env.items()):
             env[var] = remap(value, mounts)
-        argv = [remap(expand(a, env), mounts) for a in image_entrypoint(c.spec, self.node.options.images)]
+        argv = image_entrypoint(c.spec, self.node.options.images)
+        # The entrypoint standing in for an image's is a local program, not a path of the Pod's: only
+        # what the Pod spec gives is expanded and moved to the directories standing in for mounts.
+        ours = 0 if c.spec.get("command") else len(argv) - len(c.spec.get("args") or [])
+        argv = argv[:ours] + [remap(expand(a, env), mounts) for a in argv[ours:]]
         process_env = dict(self.node.base_env)
         process_env["HOSTNAME"] = self.name
         assert self.sandbox is not None
@@ -660,7 +664,7 @@ class _PodWorker:
                 out.write(f"cannot start {argv[0]}: {error}\n".encode())
                 return 128
         c.proc = proc
-        c.container_id = f"agentkube-local://{proc.pid}"
+        c.container_id = f"agentkube-local://{await _program_pid(proc)}"
         c.state = {"running": {"startedAt": _now()}}
         c.started = True
         c.ready = "readinessProbe" not in c.spec
@@ -681,8 +685,9 @@ class _PodWorker:
             c.proc = None
 
     async def _stop_processes(self, grace: float | None = None) -> None:
-        """SIGTERM to every running container's process group, SIGKILL after the grace period
-        (``deletionGracePeriodSeconds``, else ``terminationGracePeriodSeconds``, else 30 s)."""
+        """SIGTERM to every running container's program (as a kubelet signals a container's first
+        process), SIGKILL to all it runs after the grace period (``deletionGracePeriodSeconds``, else
+        ``terminationGracePeriodSeconds``, else 30 s)."""
         if grace is None:
             given = self.pod["metadata"].get("deletionGracePeriodSeconds")
             if given is None:
@@ -690,7 +695,7 @@ class _PodWorker:
             grace = max(float(given), 0.0)
         running = [c.proc for c in self.containers if c.proc is not None and c.proc.returncode is None]
         for proc in running:
-            _signal_group(proc.pid, signal.SIGTERM)
+            _terminate(proc.pid)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
                 await asyncio.gather(*(p.wait() for p in running))
@@ -727,7 +732,7 @@ class _PodWorker:
                     self.changed.set()
             elif not ok and failures >= int(spec.get("failureThreshold", 3)):
                 self.log.info("liveness probe failed; restarting", container=c.name)
-                _signal_group(proc.pid, signal.SIGTERM)
+                _terminate(proc.pid)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(
                         float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
@@ -839,6 +844,31 @@ class _PodWorker:
                 self.log.warning("pod status not written; trying again", error=str(error))
                 await asyncio.sleep(1.0)
                 self.changed.set()
+
+
+async def _program_pid(proc: asyncio.subprocess.Process) -> int:
+    """The pid of the program ``nsenter`` starts in the Pod (what a container's id names), once it
+    forked (within a second), else nsenter's own."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 1.0
+    while proc.returncode is None and loop.time() < deadline:
+        program = program_pid(proc.pid)
+        if program is not None:
+            return program
+        await asyncio.sleep(0.005)
+    return proc.pid
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM to the program a container runs: the child of its ``nsenter`` (which would die of
+    the signal at once, without waiting for the program to drain), or the whole group when it has
+    none (yet)."""
+    program = program_pid(pid)
+    if program is None:
+        _signal_group(pid, signal.SIGTERM)
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(program, signal.SIGTERM)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -19,9 +19,10 @@ node and its Pods; nothing needs root, a bridge, veth pairs or iptables.
   --net`` around ``python -m agentkube.testing.podnet sandbox`` and returns once the namespace exists,
   its ``lo`` is up and every relay listens. It raises ``PodSandboxError`` with unshare's own message
   and the likely fix when no namespace can be made (user namespaces disabled, util-linux missing).
-- ``enter(argv)`` is the argv that runs a program inside the Pod's user and network namespaces with
-  the caller's own credentials (``nsenter --preserve-credentials``); it works as root and as an
-  unprivileged user, as long as the kernel allows unprivileged user namespaces.
+- ``enter(argv)`` is the argv that runs a program inside the Pod's user, network and PID namespaces
+  with the caller's own credentials (``nsenter --preserve-credentials``); it works as root and as an
+  unprivileged user, as long as the kernel allows unprivileged user namespaces. The sandbox is the
+  first process of the Pod's PID namespace, so when it goes, everything the Pod runs goes too.
 - ``open_connection(port)`` is a stream to the Pod's ``127.0.0.1:port``, any port; it raises
   ``OSError`` (``ConnectionRefusedError`` when nothing listens there) as a TCP connect would.
 - ``socket_path(port)`` is a Unix socket spliced to that port, for each port given to ``start`` (for
@@ -90,7 +91,9 @@ __all__ = [
     "PodSandbox",
     "PodSandboxError",
     "ServiceRouter",
+    "children_of",
     "main",
+    "program_pid",
 ]
 
 log = structlog.get_logger(__name__)
@@ -406,6 +409,7 @@ class PodSandbox:
         self._drain: asyncio.Task[None] | None = None
         self._stopped = False
         self._stop_lock = asyncio.Lock()
+        self._inner_pid = process.pid
 
     @classmethod
     async def start(
@@ -432,7 +436,9 @@ class PodSandbox:
                 f"cannot create a network namespace: {missing} is not on PATH; install util-linux"
             )
         path, port_list = _sandbox_dir(directory), tuple(sorted({int(p) for p in ports}))
-        argv = [unshare, "--user", "--map-root-user", "--net", "--"]
+        # A PID namespace too, whose first process is the sandbox: when it dies (with the node, by its
+        # parent-death signal) the kernel kills every process of the Pod, whatever they started.
+        argv = [unshare, "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child", "--"]
         argv += [sys.executable, "-m", "agentkube.testing.podnet", "sandbox", "--dir", str(path)]
         argv += ["--ports", ",".join(map(str, port_list)), "--egress-port", str(egress_port)]
         argv += ["--proxy-socket", str(_absolute(proxy_socket))]
@@ -463,12 +469,18 @@ class PodSandbox:
             await sandbox._kill()
             raise _start_failure(argv, path, sandbox.log_tail())
         sandbox._drain = asyncio.create_task(_collect(process.stderr, stderr))
+        inner = _only_child(process.pid)
+        if inner is None:
+            await sandbox._kill()
+            raise PodSandboxError(f"pod sandbox in {path}: cannot find the process unshare started")
+        sandbox._inner_pid = inner
         return sandbox
 
     @property
     def pid(self) -> int:
-        """The sandbox process: its ``/proc/<pid>/ns/net`` is the Pod's network namespace."""
-        return self._process.pid
+        """The sandbox process (as the node sees it), the first of the Pod's PID namespace: its
+        ``/proc/<pid>/ns/{net,pid}`` are the Pod's namespaces."""
+        return self._inner_pid
 
     @property
     def returncode(self) -> int | None:
@@ -491,15 +503,17 @@ class PodSandbox:
         return {**env, **{k.lower(): v for k, v in env.items()}}
 
     def enter(self, argv: Sequence[str]) -> list[str]:
-        """The argv that runs ``argv`` inside the Pod's user and network namespaces, with the caller's
-        uid and gid (root inside the user namespace). The mount namespace, file system and pids are
-        the node's own. Without its own PID namespace, nsenter execs in place: the pid a caller starts
-        is the program's, and a parent-death signal set before the exec survives it."""
+        """The argv that runs ``argv`` inside the Pod's user, network and PID namespaces, with the
+        caller's uid and gid (root inside the user namespace). The mount namespace and file system are
+        the node's own. nsenter forks into the PID namespace and waits: the pid a caller starts is
+        nsenter's, which exits with the program's status, and ``program_pid()`` is the program's.
+        Signal the program, not nsenter (which dies of a SIGTERM at once, without waiting)."""
         return [
             self._nsenter,
             f"--target={self.pid}",
             "--user",
             "--net",
+            "--pid",
             "--preserve-credentials",
             "--",
             *argv,
@@ -576,6 +590,26 @@ class PodSandbox:
         for empty in (ports, self.directory):
             with contextlib.suppress(OSError):
                 empty.rmdir()
+
+
+def children_of(pid: int) -> list[int]:
+    """The direct children of process ``pid`` (from ``/proc``; empty when it has none or is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def _only_child(pid: int) -> int | None:
+    children = children_of(pid)
+    return children[0] if len(children) == 1 else None
+
+
+def program_pid(nsenter_pid: int) -> int | None:
+    """The program a process started through ``PodSandbox.enter`` runs: nsenter's one child, or None
+    once it has exited."""
+    return _only_child(nsenter_pid)
 
 
 def _absolute(path: str | os.PathLike[str]) -> Path:

@@ -57,7 +57,7 @@ state = {"ready": os.environ.get("START_READY", "1") == "1", "live": True}
 
 if os.environ.get("TERM_FILE"):
     def on_term(signum, frame):
-        Path(os.environ["TERM_FILE"]).write_text(str(os.getpid()))
+        Path(os.environ["TERM_FILE"]).write_text(os.readlink("/proc/self"))
         os._exit(0)
     signal.signal(signal.SIGTERM, on_term)
 
@@ -79,7 +79,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             config = os.environ.get("CONFIG_FILE")
             body = {
-                "pid": os.getpid(),
+                "pid": int(os.readlink("/proc/self")),  # as the node sees it, not in the Pod's PID namespace
                 "hostname": os.environ.get("HOSTNAME"),
                 "env": dict(os.environ),
                 "argv": sys.argv[1:],
@@ -545,8 +545,9 @@ async def test_a_crashing_container_backs_off_and_keeps_its_log_tail_as_the_mess
         """
         import os, subprocess, sys
         helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        me = os.readlink("/proc/self")  # pids as the node sees them: /proc is the node's
         with open(os.environ["HELPERS"], "a") as f:
-            print(helper.pid, file=f)
+            print(open(f"/proc/{me}/task/{me}/children").read().split()[0], file=f)
         for i in range(100):
             print(f"starting {i}", file=sys.stderr)
         print("config.yaml: upstreams[0].url: not an http(s) URL", file=sys.stderr)
@@ -809,7 +810,7 @@ async def test_stop_node_and_a_killed_test_process_leave_no_process_behind(
     etcd, apiserver, kcm, node = running["plane"]
     sandboxes = {p: cmd for p, cmd in tree.items() if "agentkube.testing.podnet sandbox" in cmd}
     assert {etcd, apiserver, kcm, node, running["pod"]} <= set(tree), tree
-    assert len(sandboxes) == 1, tree
+    assert len(sandboxes) == 2, tree  # unshare and the sandbox it forked into the Pod's PID namespace
 
     # stop_node() ends the node, its sandboxes and its Pods' processes, and nothing else.
     (tmp_path / "stop").touch()
