@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from agentkube.testing.controlplane import _die_with_parent
+
 __all__ = [
     "PEERS_ENV",
     "HttpPeer",
@@ -262,6 +264,7 @@ def start_http_peer(
             env=env,
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=_die_with_parent,  # a killed test run leaves no peer behind
         )
     peer = HttpPeer(f"http://{LOOPBACK}:{port}{path}", port, process, log_path)
     try:
