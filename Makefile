@@ -37,11 +37,15 @@ lint: venv ## ruff (lint + format check) and mypy --strict on agentkube/runtime,
 .PHONY: test
 test: venv lint crds e2e-peers ## Lint, type-check, then every pytest tier against a real kube-apiserver + etcd.
 	KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" AGENTKUBE_E2E_PEERS="$$(hack/install-e2e-peers.sh)" \
-		$(BIN)/pytest $(PYTEST_ARGS)
+		AGENTKUBE_REDIS_BIN="$$(hack/install-redis.sh || true)" $(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: e2e-peers
 e2e-peers: ## Install the real MCP peers of the e2e tier (Node.js 22, MCP servers, SDKs, conformance suite).
 	@hack/install-e2e-peers.sh >/dev/null
+
+.PHONY: redis
+redis: ## Unpack Debian's redis-server for the shared-store tests (cached); prints its directory.
+	@hack/install-redis.sh
 
 .PHONY: crds
 crds: ## Fetch third-party CRDs (Gateway API, agentgateway) from their Go modules into the cache.
