@@ -5,6 +5,8 @@
                                 print the CustomResourceDefinitions (or write one file per CRD)
     agentkube mcp-proxy --config PATH
                                 serve an MCP proxy (what an MCP's Deployment runs)
+    agentkube llm-gateway --config PATH
+                                serve an LLM gateway (what an LLMGateway's Deployment runs)
 
 ``agentkube manager --local-control-plane=auto`` (what ``make run`` does) talks to the current
 kubeconfig when a cluster answers there, and otherwise starts a local cluster with
@@ -100,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     crds.add_argument("--output-dir", help="write one YAML file per CRD here instead of printing")
     # The data-plane programs parse their own flags (``agentkube mcp-proxy --help``).
     sub.add_parser("mcp-proxy", help="serve an MCP proxy (what an MCP's Deployment runs)", add_help=False)
+    sub.add_parser(
+        "llm-gateway", help="serve an LLM gateway (what an LLMGateway's Deployment runs)", add_help=False
+    )
     return parser
 
 
@@ -264,6 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agentkube.dataplane.mcp.proxy import main as mcp_proxy
 
         return mcp_proxy(argv[1:])
+    if argv[:1] == ["llm-gateway"]:
+        from agentkube.dataplane.llm.program import main as llm_gateway
+
+        return llm_gateway(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "crds":
         return _crds(args.output_dir)

@@ -28,6 +28,7 @@ __all__ = [
     "Provider",
     "RateLimit",
     "Routing",
+    "Store",
     "parse_llm_gateway",
 ]
 
@@ -179,7 +180,23 @@ class Caching(ApiModel):
         1000,
         ge=1,
         le=1_000_000,
-        description="Entries kept per pod; the least recently used go first. Defaults to 1000.",
+        description="Entries kept per pod without spec.store (the least recently used go first); with "
+        "a store, every pod shares its entries and ttlSeconds alone bounds them. Defaults to 1000.",
+    )
+
+
+class Store(ApiModel):
+    """A Redis-protocol store every replica of the gateway shares (Redis, Valkey, a managed service)."""
+
+    url: Annotated[
+        str, StringConstraints(max_length=2048, pattern=r"^rediss?://[^\s/@]+(:[0-9]+)?(/[0-9]+)?$")
+    ] = Field(
+        description="redis://host:port/db (rediss:// for TLS), e.g. "
+        "redis://redis.platform.svc.cluster.local:6379/0; no credentials in the URL: use "
+        "passwordSecretRef.",
+    )
+    password_secret_ref: SecretKeyRef | None = Field(
+        None, description="Secret key holding the store's password. None: the store needs none."
     )
 
 
@@ -260,11 +277,21 @@ class LLMGatewaySpec(WorkloadSpec):
         description="The providers behind the gateway, at least one; merged by name under server-side apply.",
     )
     routing: Routing | None = Field(None, description="Default model and model aliases.")
-    rate_limit: RateLimit | None = Field(None, description="Request budget. Unlimited when omitted.")
+    rate_limit: RateLimit | None = Field(
+        None,
+        description="Request budget. Unlimited when omitted. Exact across replicas with spec.store; "
+        "without one each replica enforces requestsPerMinute / replicas on its own, which is approximate "
+        "(a client whose requests land unevenly may get more or less than the budget).",
+    )
     guardrails: Guardrails | None = Field(None, description="Request checks. None when omitted.")
     caching: Caching | None = Field(None, description="Response cache. Off when omitted.")
     auth: ClientAuth | None = Field(
         None, description="Client authentication. Open to every client when omitted."
+    )
+    store: Store | None = Field(
+        None,
+        description="Shared store for exact rate limits and a cache shared by every replica. When it "
+        "cannot be reached, each replica falls back to its own share of the budget and its own cache.",
     )
 
     rules: ClassVar[tuple[Rule, ...]] = (

@@ -35,12 +35,14 @@ from agentkube.dataplane.llm.config import (
     ModelMapping,
     RateLimit,
     Routing,
+    Store,
     Upstream,
 )
 
 __all__ = [
     "INDEX_SECRETS",
     "PROGRAM",
+    "STORE_PASSWORD_ENV",
     "api_keys_secret",
     "container_env",
     "gateway_config",
@@ -61,6 +63,10 @@ INDEX_SECRETS = "agentkube.io/llmgateway-secrets"
 def api_key_env(upstream: LlmUpstream) -> str:
     """The variable holding an upstream's provider API key."""
     return "AGENTKUBE_UPSTREAM_" + upstream.name.upper().replace("-", "_") + "_APIKEY"
+
+
+STORE_PASSWORD_ENV = "AGENTKUBE_STORE_PASSWORD"
+"""The variable holding the shared store's password (from ``spec.store.passwordSecretRef``)."""
 
 
 def client_key_env(client_id: str) -> str:
@@ -121,8 +127,15 @@ def gateway_config(
     rate_limit = None
     if spec.rate_limit is not None:
         rate_limit = RateLimit(
-            requests_per_minute=spec.rate_limit.requests_per_minute, scope=spec.rate_limit.scope
+            requests_per_minute=spec.rate_limit.requests_per_minute,
+            scope=spec.rate_limit.scope,
+            # Without a store each replica enforces its share; with one the budget is exact anyway.
+            replicas=spec.replicas if spec.replicas > 1 else None,
         )
+    store = None
+    if spec.store is not None:
+        password = STORE_PASSWORD_ENV if spec.store.password_secret_ref is not None else None
+        store = Store(url=spec.store.url, password_env=password)
     guardrails = Guardrails()
     if spec.guardrails is not None:
         guardrails = Guardrails(
@@ -145,6 +158,7 @@ def gateway_config(
         guardrails=guardrails,
         caching=caching,
         auth=auth,
+        store=store,
     )
 
 
@@ -157,6 +171,11 @@ def container_env(name: str, spec: LLMGatewaySpec, client_ids: Sequence[str]) ->
             env.append(
                 {"name": api_key_env(u), "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
             )
+    if spec.store is not None and spec.store.password_secret_ref is not None:
+        ref = spec.store.password_secret_ref
+        env.append(
+            {"name": STORE_PASSWORD_ENV, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+        )
     keys_secret = api_keys_secret(name, spec)
     if keys_secret is not None:
         for client in client_ids:
@@ -205,6 +224,10 @@ def index_secrets(obj: dict[str, Any]) -> Iterable[str]:
         ref = u.get("credentialsRef") if isinstance(u, dict) else None
         if isinstance(ref, dict) and isinstance(ref.get("name"), str):
             names.add(ref["name"])
+    store = spec.get("store")
+    ref = store.get("passwordSecretRef") if isinstance(store, dict) else None
+    if isinstance(ref, dict) and isinstance(ref.get("name"), str):
+        names.add(ref["name"])
     auth = spec.get("auth")
     if isinstance(auth, dict) and auth.get("mode") == "apikey":
         ref = auth.get("secretRef")
@@ -223,6 +246,9 @@ def plan(cache: Any, image: str, obj: dict[str, Any], spec: LLMGatewaySpec) -> P
     for i, u in enumerate(spec.upstreams):
         if u.credentials_ref is not None:
             secrets.key(f"spec.upstreams[{i}].credentialsRef", u.credentials_ref.name, u.credentials_ref.key)
+    if spec.store is not None and spec.store.password_secret_ref is not None:
+        ref = spec.store.password_secret_ref
+        secrets.key("spec.store.passwordSecretRef", ref.name, ref.key)
     client_ids: list[str] = []
     keys_secret = api_keys_secret(name, spec)
     if keys_secret is not None:

@@ -2,8 +2,9 @@
 
 ``LocalNode`` registers a Node, binds to itself the Pods whose every container runs one of the images
 it was given (the operator's ``--dataplane-image``), and runs each container's command and args as a
-process on this machine, each Pod in a network namespace of its own (``agentkube.testing.podnet``), so
-two replicas listen on the same port without a fight. Together with kube-controller-manager (the
+process on this machine, each Pod in network and PID namespaces of its own
+(``agentkube.testing.podnet``), so two replicas listen on the same port without a fight and nothing a
+Pod runs outlives it. Together with kube-controller-manager (the
 real Deployment, ReplicaSet, EndpointSlice, disruption and garbage-collector controllers) that is
 enough for what the operator deploys to run, roll, scale, serve and go away as in a cluster.
 
@@ -27,11 +28,12 @@ What it does as a kubelet would:
   become ``lastState.terminated.message`` under ``terminationMessagePolicy: FallbackToLogsOnError``, and
   a process ended by a signal exits 128 + its number (143 for SIGTERM), as a container runtime says.
 - Pod status (``phase``, conditions, ``podIP`` from ``10.244.0.0/24``, container states) is written from
-  what the processes do, and only when it changes. A deleted Pod gets SIGTERM, its grace period, then
-  SIGKILL, and is removed once its processes are gone. Each container's process leads a process
-  group; when it exits, what it left in that group is killed, as a container's processes end with
-  it. A program that leaves the group (``setsid``), or that a container started when the node itself
-  is SIGKILLed, is not tracked: only the container's own process carries a parent-death signal.
+  what the processes do, and only when it changes. A deleted Pod's containers get SIGTERM (their own
+  program, as a kubelet signals a container's first process), their grace period, then SIGKILL, and
+  the Pod is removed once they are gone. When a container's program exits, what it left in its
+  process group is killed; when the Pod goes, or the node dies (SIGKILLed with its test run: the
+  sandbox carries a parent-death signal and is the first process of the Pod's PID namespace), the
+  kernel ends everything the Pod ran, whatever group it moved to.
 - Services: ``agentkube.testing.podnet.ServiceRouter`` makes every Service reachable at its in-cluster
   name through a forward proxy (which the Pods get as ``HTTP_PROXY``) and on a loopback port per
   Service port; ``services.json`` in the node's directory lists them.

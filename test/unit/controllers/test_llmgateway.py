@@ -204,3 +204,44 @@ def test_gateway_on_9090_serves_metrics_beside_it_and_the_config_refuses_one_por
     same = dump(config).replace("port: 9091", "port: 9090")
     with pytest.raises(ConfigError, match=re.escape("metrics.port: 9090 is listen.port too")):
         load_llm_gateway_config(same)
+
+
+def test_a_shared_store_gets_its_password_from_a_secret_and_replicas_share_the_budget(world: World) -> None:
+    with_secrets(world)
+    obj = copy.deepcopy(seed("LLMGateway"))
+    obj["spec"]["replicas"] = 3
+    obj["spec"]["store"] = {
+        "url": "redis://redis.platform.svc.cluster.local:6379/0",
+        "passwordSecretRef": {"name": "redis", "key": "password"},
+    }
+    assert "platform/redis" in llmgateway.index_secrets(obj)
+    plan = llmgateway.plan(world.cache, IMAGE, obj, parse_llm_gateway(obj))
+    assert [(p.reason, p.message) for p in plan.problems] == [
+        (
+            "SecretNotFound",
+            "LLMGateway platform/shared-gateway: spec.store.passwordSecretRef: "
+            'Secret "redis" not found in namespace "platform"; create it with key "password"',
+        )
+    ]
+    world.add(secret("platform", "redis", {"password": "s3cret-store"}))
+    children = children_of(world, obj)
+    text = children["ConfigMap"]["data"]["config.yaml"]
+    assert "s3cret-store" not in text
+    config = load_llm_gateway_config(text)
+    assert config.store is not None
+    assert (config.store.url, config.store.password_env) == (
+        "redis://redis.platform.svc.cluster.local:6379/0",
+        llmgateway.STORE_PASSWORD_ENV,
+    )
+    assert config.rate_limit is not None and config.rate_limit.replicas == 3
+    env = children["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {
+        "name": llmgateway.STORE_PASSWORD_ENV,
+        "valueFrom": {"secretKeyRef": {"name": "redis", "key": "password"}},
+    } in env
+
+
+def test_one_replica_and_no_store_render_as_before(world: World) -> None:
+    with_secrets(world)
+    text = children_of(world, seed("LLMGateway"))["ConfigMap"]["data"]["config.yaml"]
+    assert "store" not in text and "replicas" not in text  # the config hash of existing gateways holds
