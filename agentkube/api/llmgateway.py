@@ -290,8 +290,9 @@ class LLMGatewaySpec(WorkloadSpec):
     )
     store: Store | None = Field(
         None,
-        description="Shared store for exact rate limits and a cache shared by every replica. When it "
-        "cannot be reached, each replica falls back to its own share of the budget and its own cache.",
+        description="Shared store for exact rate limits and a cache shared by every replica. While it "
+        "cannot be reached, each replica enforces its own share of the budget (requestsPerMinute / "
+        "replicas) and the cache misses; no request fails for it.",
     )
 
     rules: ClassVar[tuple[Rule, ...]] = (
