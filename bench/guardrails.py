@@ -38,21 +38,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agentkube.dataplane.llm.guardrails import Guardrails, PiiRedaction, PromptInjection
+from agentkube.dataplane.llm.guardrails import PLACEHOLDER_OF, Guardrails, PiiRedaction, PromptInjection
 
 CORPUS = Path(__file__).resolve().parent.parent / "test" / "data" / "guardrails"
-PLACEHOLDER = {
-    "email": "[EMAIL]",
-    "phone": "[PHONE]",
-    "card": "[CARD]",
-    "iban": "[IBAN]",
-    "national-id": "[NATIONAL_ID]",
-    "ip": "[IP_ADDRESS]",
-    "api-key": "[API_KEY]",
-    "jwt": "[JWT]",
-    "private-key": "[PRIVATE_KEY]",
-    "secret": "[SECRET]",
-}
 SIZE = 2048
 
 
@@ -106,7 +94,7 @@ def pii_quality() -> None:
         out, found = check.redact(row["text"])
         t = tallies[row["kind"]]
         if row["label"] == "pii":
-            ok = row["value"] not in out and PLACEHOLDER[row["kind"]] in out
+            ok = row["value"] not in out and PLACEHOLDER_OF[row["kind"]] in out
             t["pos"] += 1
             t["tp"] += ok
             if not row.get("hard"):

@@ -17,22 +17,28 @@ What a caller may rely on:
   work done for nobody stops.
 - ``configure_logging`` sets up structlog: JSON lines by default (one object per line, what log
   collectors parse), or console output for a terminal.
+- ``serve_main`` is a program's command line: ``--config PATH`` (required), ``--host``,
+  ``--log-level`` and ``--log-format``; a config that does not load or a program that cannot be
+  built prints ``<prog>: <error>`` on stderr and returns 2; otherwise it serves until the drain ends
+  (on uvloop when present) and returns 0.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Literal, Protocol
 
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-__all__ = ["Hook", "Program", "configure_logging"]
+__all__ = ["Hook", "Program", "Runnable", "configure_logging", "serve_main"]
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -61,6 +67,51 @@ def configure_logging(level: str = "info", fmt: Literal["json", "console"] = "js
     )
     # aiohttp's own access log is off: requests are counted in metrics, and errors are ours to log.
     logging.getLogger("aiohttp.access").disabled = True
+
+
+class Runnable(Protocol):
+    """What ``serve_main`` builds: a program whose ``run()`` serves until the drain ends."""
+
+    def run(self) -> Coroutine[Any, Any, None]: ...
+
+
+def serve_main(
+    argv: Sequence[str] | None,
+    *,
+    prog: str,
+    description: str,
+    config_help: str,
+    build: Callable[[argparse.Namespace], Runnable],
+) -> int:
+    """Parse a data-plane program's command line, configure logs, build the program and serve it.
+
+    ``build`` gets the parsed arguments (``config``, ``host``, ``log_level``, ``log_format``), loads
+    the config and returns the program; a ``ConfigError``, ``ValueError`` or ``OSError`` it raises is
+    printed as ``<prog>: <error>`` and the exit code is 2.
+    """
+    from agentkube.dataplane.configfile import ConfigError
+
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", required=True, help=config_help)
+    parser.add_argument("--host", default=None, help="address to bind (default: every interface)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default="json", choices=["json", "console"])
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+    try:
+        program = build(args)
+    except (ConfigError, ValueError, OSError) as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio serves as well
+        runner = asyncio.run
+    with contextlib.suppress(KeyboardInterrupt):
+        runner(program.run())
+    return 0
 
 
 class Program:

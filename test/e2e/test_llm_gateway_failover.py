@@ -18,7 +18,8 @@ import openai
 import pytest
 
 from test.e2e.llm_harness import RunningGateway, metric, request, run_gateway, upstream
-from test.e2e.llm_standins import StandIn, refusing_url
+from test.e2e.llm_sdk import anthropic_client, openai_client
+from test.e2e.llm_standins import StandIn, refusing_url, running
 
 pytestmark = pytest.mark.e2e
 
@@ -34,13 +35,8 @@ def standins() -> Iterator[dict[str, StandIn]]:
         "a-primary": StandIn("anthropic", name="a-primary", key=PRIMARY_KEY, hang_seconds=5),
         "a-secondary": StandIn("anthropic", name="a-secondary", key=SECONDARY_KEY),
     }
-    for s in made.values():
-        s.start()
-    try:
+    with running(*made.values()):
         yield made
-    finally:
-        for s in made.values():
-            s.stop()
 
 
 @pytest.fixture(scope="module")
@@ -82,18 +78,6 @@ def fresh(standins: dict[str, StandIn]) -> Iterator[None]:
         assert s.invalid == []
 
 
-def oai(gw: RunningGateway) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=gw.openai_base, api_key="unused", max_retries=0, _strict_response_validation=True
-    )
-
-
-def ant(gw: RunningGateway) -> anthropic.Anthropic:
-    return anthropic.Anthropic(
-        base_url=gw.url, api_key="unused", max_retries=0, _strict_response_validation=True
-    )
-
-
 HELLO = [{"role": "user", "content": "hello"}]
 
 
@@ -104,7 +88,7 @@ def failovers(gw: RunningGateway, upstream: str, reason: str) -> float:
 def test_a_500_fails_over_to_the_next_priority(gateway: RunningGateway, standins: dict[str, StandIn]) -> None:
     before = failovers(gateway, "primary", "5xx")
     standins["primary"].fail(500)
-    completion = oai(gateway).chat.completions.create(model="gpt-ha", messages=HELLO)
+    completion = openai_client(gateway).chat.completions.create(model="gpt-ha", messages=HELLO)
     assert completion.choices[0].message.content == "secondary says hello"
     assert len(standins["primary"].requests) == 1
     (received,) = standins["secondary"].requests
@@ -116,7 +100,7 @@ def test_a_500_fails_over_to_the_next_priority(gateway: RunningGateway, standins
 def test_without_failures_the_lowest_priority_number_serves(
     gateway: RunningGateway, standins: dict[str, StandIn]
 ) -> None:
-    assert oai(gateway).chat.completions.create(model="gpt-ha", messages=HELLO).choices[
+    assert openai_client(gateway).chat.completions.create(model="gpt-ha", messages=HELLO).choices[
         0
     ].message.content == ("primary says hello")
     assert standins["secondary"].requests == []
@@ -124,7 +108,7 @@ def test_without_failures_the_lowest_priority_number_serves(
 
 def test_a_429_fails_over_too(gateway: RunningGateway, standins: dict[str, StandIn]) -> None:
     standins["a-primary"].fail(429, headers={"retry-after": "30"})
-    message = ant(gateway).messages.create(model="claude-ha", max_tokens=16, messages=HELLO)
+    message = anthropic_client(gateway).messages.create(model="claude-ha", max_tokens=16, messages=HELLO)
     assert message.content[0].type == "text" and message.content[0].text == "a-secondary says hello"
     assert failovers(gateway, "a-primary", "429") >= 1
 
@@ -134,7 +118,7 @@ def test_a_hang_past_the_first_byte_timeout_fails_over(
 ) -> None:
     standins["primary"].hang()
     started = time.monotonic()
-    completion = oai(gateway).chat.completions.create(model="gpt-ha", messages=HELLO)
+    completion = openai_client(gateway).chat.completions.create(model="gpt-ha", messages=HELLO)
     assert completion.choices[0].message.content == "secondary says hello"
     assert 1.0 <= time.monotonic() - started < 4.5  # the primary's 1 s, not its 5 s hang
     assert failovers(gateway, "primary", "timeout") >= 1
@@ -142,7 +126,7 @@ def test_a_hang_past_the_first_byte_timeout_fails_over(
 
 def test_a_refused_connection_fails_over(gateway: RunningGateway, standins: dict[str, StandIn]) -> None:
     before = failovers(gateway, "refused", "connection")
-    with oai(gateway).responses.stream(model="gpt-refused", input="hello") as stream:
+    with openai_client(gateway).responses.stream(model="gpt-refused", input="hello") as stream:
         final = stream.get_final_response()
     assert final.output_text == "secondary says hello"
     assert failovers(gateway, "refused", "connection") == before + 1
@@ -152,7 +136,9 @@ def test_a_stream_fails_over_while_nothing_reached_the_client(
     gateway: RunningGateway, standins: dict[str, StandIn]
 ) -> None:
     standins["a-primary"].fail(503)
-    with ant(gateway).messages.stream(model="claude-ha", max_tokens=16, messages=HELLO) as stream:
+    with anthropic_client(gateway).messages.stream(
+        model="claude-ha", max_tokens=16, messages=HELLO
+    ) as stream:
         text = "".join(stream.text_stream)
     assert text == "a-secondary says hello"
     assert len(standins["a-primary"].requests) == 1
@@ -162,7 +148,7 @@ def test_a_failure_after_the_first_byte_is_not_retried(
     gateway: RunningGateway, standins: dict[str, StandIn]
 ) -> None:
     standins["primary"].break_stream()
-    stream = oai(gateway).chat.completions.create(model="gpt-ha", messages=HELLO, stream=True)
+    stream = openai_client(gateway).chat.completions.create(model="gpt-ha", messages=HELLO, stream=True)
     got = ""
     with pytest.raises(openai.APIError) as e:
         for chunk in stream:
@@ -172,7 +158,9 @@ def test_a_failure_after_the_first_byte_is_not_retried(
     assert standins["secondary"].requests == []
     standins["a-primary"].break_stream()
     with pytest.raises(anthropic.APIStatusError) as ae:  # noqa: SIM117
-        with ant(gateway).messages.stream(model="claude-ha", max_tokens=16, messages=HELLO) as astream:
+        with anthropic_client(gateway).messages.stream(
+            model="claude-ha", max_tokens=16, messages=HELLO
+        ) as astream:
             "".join(astream.text_stream)
     assert ae.value.body == {
         "type": "error",
@@ -185,7 +173,7 @@ def test_a_failure_after_the_first_byte_is_not_retried(
 def test_a_4xx_goes_back_without_failover(gateway: RunningGateway, standins: dict[str, StandIn]) -> None:
     standins["primary"].fail(422)
     with pytest.raises(openai.UnprocessableEntityError):
-        oai(gateway).chat.completions.create(model="gpt-ha", messages=HELLO)
+        openai_client(gateway).chat.completions.create(model="gpt-ha", messages=HELLO)
     assert standins["secondary"].requests == []
 
 
@@ -196,7 +184,7 @@ def test_when_every_upstream_fails_the_last_ones_answer_goes_back(
     overloaded = {"message": "secondary overloaded", "type": "server_error", "param": None, "code": None}
     standins["secondary"].fail(503, body={"error": overloaded})
     with pytest.raises(openai.InternalServerError) as e:
-        oai(gateway).chat.completions.create(model="gpt-ha", messages=HELLO)
+        openai_client(gateway).chat.completions.create(model="gpt-ha", messages=HELLO)
     assert e.value.status_code == 503 and e.value.body == overloaded
 
 
@@ -220,7 +208,7 @@ def test_an_upstream_that_keeps_failing_cools_down(tmp_path: Path) -> None:
             tmp_path, upstreams, env={"K": "k"}, routing={"failuresBeforeCooldown": 2, "cooldownSeconds": 600}
         ) as gw:
             flaky.fail(500, times=100)
-            client = oai(gw)
+            client = openai_client(gw)
             for _ in range(5):
                 assert client.chat.completions.create(model="m", messages=HELLO).choices[
                     0

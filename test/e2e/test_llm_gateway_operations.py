@@ -3,7 +3,6 @@ SIGTERM drain that lets a stream finish, and prompts in the log only at debug le
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import threading
 import time
@@ -17,8 +16,9 @@ import openai
 import pytest
 
 from test.e2e.llm_harness import metric, request, run_gateway, upstream
+from test.e2e.llm_sdk import openai_client
 from test.e2e.llm_standins import StandIn
-from test.e2e.peers import free_port
+from test.e2e.otlp_collector import collecting
 
 pytestmark = pytest.mark.e2e
 
@@ -31,43 +31,15 @@ def standin() -> Iterator[StandIn]:
         yield s
 
 
-def oai(base: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=base, api_key="unused", max_retries=0, _strict_response_validation=True)
-
-
 async def test_traces_carry_gen_ai_attributes_as_children_of_the_clients_trace(
     tmp_path: Path, standin: StandIn
 ) -> None:
-    from aiohttp import web
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-    spans: list[Any] = []
-    both = asyncio.Event()
     trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-
-    async def receive(request: web.Request) -> web.Response:
-        export = ExportTraceServiceRequest.FromString(await request.read())
-        for resource in export.resource_spans:
-            for scope in resource.scope_spans:
-                spans.extend(scope.spans)
-        if len([s for s in spans if s.trace_id.hex() == trace_id]) >= 2:
-            both.set()
-        return web.Response(status=200, content_type="application/x-protobuf", body=b"")
-
-    app = web.Application()
-    app.router.add_post("/v1/traces", receive)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    env = {
-        "K": "k",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
-        "OTEL_BSP_SCHEDULE_DELAY": "50",
-    }
-    try:
+    async with collecting(trace_id) as otlp:
         with run_gateway(
-            tmp_path, [upstream("up", "openai", standin.url, ["gpt-x"], apiKeyEnv="K")], env=env
+            tmp_path,
+            [upstream("up", "openai", standin.url, ["gpt-x"], apiKeyEnv="K")],
+            env={"K": "k", **otlp.env},
         ) as gw:
             client = openai.AsyncOpenAI(base_url=gw.openai_base, api_key="unused", max_retries=0)
             completion = await client.chat.completions.create(
@@ -77,10 +49,8 @@ async def test_traces_carry_gen_ai_attributes_as_children_of_the_clients_trace(
                 extra_headers={"traceparent": f"00-{trace_id}-{parent_id}-01"},
             )
             assert completion.choices[0].message.content == "up says hello"
-            await asyncio.wait_for(both.wait(), 20)
-    finally:
-        await runner.cleanup()
-    ours = [s for s in spans if s.trace_id.hex() == trace_id]
+            await otlp.wait(20)
+    ours = otlp.of_trace()
     (server,) = [s for s in ours if s.parent_span_id.hex() == parent_id]
     (client_span,) = [s for s in ours if s.parent_span_id == server.span_id]
     assert server.name == client_span.name == "chat gpt-x"
@@ -101,7 +71,7 @@ async def test_traces_carry_gen_ai_attributes_as_children_of_the_clients_trace(
     # The upstream got the trace context of the gateway's own hop.
     (received,) = standin.requests
     assert received.headers["traceparent"].split("-")[1] == trace_id
-    assert "do-not-trace-me" not in str(spans)
+    assert "do-not-trace-me" not in str(otlp.spans)
 
 
 def test_the_cache_answers_repeats_streams_included_and_honours_no_store(
@@ -109,7 +79,7 @@ def test_the_cache_answers_repeats_streams_included_and_honours_no_store(
 ) -> None:
     upstreams = [upstream("up", "openai", standin.url, ["gpt-x"], apiKeyEnv="K")]
     with run_gateway(tmp_path, upstreams, env={"K": "k"}, caching={"enabled": True, "ttlSeconds": 60}) as gw:
-        client = oai(gw.openai_base)
+        client = openai_client(gw)
         first = client.chat.completions.with_raw_response.create(model="gpt-x", messages=HELLO)
         second = client.chat.completions.with_raw_response.create(model="gpt-x", messages=HELLO)
         assert second.headers.get("x-agentkube-cache") == "hit" and "x-agentkube-cache" not in first.headers
@@ -134,7 +104,7 @@ def test_sigterm_lets_a_stream_in_flight_finish(tmp_path: Path, standin: StandIn
     standin.chunk_delay = 0.3
     upstreams = [upstream("up", "openai", standin.url, ["gpt-x"], apiKeyEnv="K")]
     with run_gateway(tmp_path, upstreams, env={"K": "k"}) as gw:
-        stream = oai(gw.openai_base).chat.completions.create(model="gpt-x", messages=HELLO, stream=True)
+        stream = openai_client(gw).chat.completions.create(model="gpt-x", messages=HELLO, stream=True)
         chunks = iter(stream)
         first = next(chunks)
         assert first.choices[0].delta.role == "assistant"
@@ -173,7 +143,7 @@ def test_many_concurrent_streams_through_one_worker(tmp_path: Path, standin: Sta
     """Fifty streams at once, each whole and in order: nothing is shared between requests."""
     upstreams = [upstream("up", "openai", standin.url, ["gpt-x"], apiKeyEnv="K")]
     with run_gateway(tmp_path, upstreams, env={"K": "k"}) as gw:
-        client = oai(gw.openai_base)
+        client = openai_client(gw)
         results: list[str] = []
 
         def one() -> None:
@@ -196,7 +166,7 @@ def test_guardrails_redact_before_the_provider_and_block_in_the_clients_shape(
     upstreams = [upstream("up", "openai", standin.url, ["gpt-x"], apiKeyEnv="K")]
     guardrails = {"piiRedaction": True, "inputFilters": ["prompt-injection"]}
     with run_gateway(tmp_path, upstreams, env={"K": "k"}, guardrails=guardrails) as gw:
-        client = oai(gw.openai_base)
+        client = openai_client(gw)
         client.chat.completions.create(
             model="gpt-x", messages=[{"role": "user", "content": "mail jane.doe@example.com the plan"}]
         )

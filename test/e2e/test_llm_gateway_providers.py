@@ -18,7 +18,8 @@ import openai
 import pytest
 
 from test.e2e.llm_harness import RunningGateway, run_gateway, upstream
-from test.e2e.llm_standins import StandIn
+from test.e2e.llm_sdk import anthropic_client, openai_client
+from test.e2e.llm_standins import StandIn, running
 
 pytestmark = pytest.mark.e2e
 
@@ -62,13 +63,8 @@ def standins() -> Iterator[dict[str, StandIn]]:
         "openai": StandIn("openai", name="openai", key=OPENAI_KEY),
         "proxy": StandIn("openai", name="proxy", key=OPENAI_KEY),
     }
-    for s in made.values():
-        s.start()
-    try:
+    with running(*made.values()):
         yield made
-    finally:
-        for s in made.values():
-            s.stop()
 
 
 @pytest.fixture(scope="module")
@@ -115,25 +111,13 @@ def fresh(standins: dict[str, StandIn]) -> Iterator[None]:
         assert s.invalid == []
 
 
-def oai(gw: RunningGateway) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=gw.openai_base, api_key="unused", max_retries=0, _strict_response_validation=True
-    )
-
-
-def ant(gw: RunningGateway) -> anthropic.Anthropic:
-    return anthropic.Anthropic(
-        base_url=gw.url, api_key="unused", max_retries=0, _strict_response_validation=True
-    )
-
-
 # ---------------------------------------------------------------------------------------- providers
 
 
 def test_azure_deployment_urls_carry_api_version_and_api_key(
     gateway: RunningGateway, standins: dict[str, StandIn]
 ) -> None:
-    client = oai(gateway)
+    client = openai_client(gateway)
     assert client.chat.completions.create(model="azure-gpt", messages=HELLO).choices[0].message.content == (
         "azure says hello"
     )
@@ -151,7 +135,7 @@ def test_azure_deployment_urls_carry_api_version_and_api_key(
 
 
 def test_azure_v1_api(gateway: RunningGateway, standins: dict[str, StandIn]) -> None:
-    with oai(gateway).responses.stream(model="azure-v1-gpt", input="hello") as stream:
+    with openai_client(gateway).responses.stream(model="azure-v1-gpt", input="hello") as stream:
         assert stream.get_final_response().output_text == "azure says hello"
     (received,) = standins["azure"].requests
     assert (received.path, received.query) == ("/openai/v1/responses", {})
@@ -161,10 +145,12 @@ def test_azure_v1_api(gateway: RunningGateway, standins: dict[str, StandIn]) -> 
 def test_ollama_serves_chat_and_its_own_messages_api(
     gateway: RunningGateway, standins: dict[str, StandIn]
 ) -> None:
-    assert oai(gateway).chat.completions.create(model="llama-test", messages=HELLO).choices[
+    assert openai_client(gateway).chat.completions.create(model="llama-test", messages=HELLO).choices[
         0
     ].message.content == ("ollama says hello")
-    with ant(gateway).messages.stream(model="llama-test", max_tokens=32, messages=HELLO) as stream:
+    with anthropic_client(gateway).messages.stream(
+        model="llama-test", max_tokens=32, messages=HELLO
+    ) as stream:
         assert "".join(stream.text_stream) == "ollama says hello"
     chat, messages = standins["ollama"].requests
     assert (chat.path, messages.path) == ("/v1/chat/completions", "/v1/messages")
@@ -175,13 +161,13 @@ def test_ollama_serves_chat_and_its_own_messages_api(
 def test_egress_goes_through_the_forward_proxy_the_environment_names(
     gateway: RunningGateway, standins: dict[str, StandIn]
 ) -> None:
-    completion = oai(gateway).chat.completions.create(model="gpt-proxied", messages=HELLO)
+    completion = openai_client(gateway).chat.completions.create(model="gpt-proxied", messages=HELLO)
     assert completion.choices[0].message.content == "proxy says hello"
     (received,) = standins["proxy"].requests
     assert received.path == "/v1/chat/completions"
     assert received.headers["host"] == "models.example.invalid:8000"
     # NO_PROXY kept loopback upstreams direct.
-    oai(gateway).chat.completions.create(model="gpt-x", messages=HELLO)
+    openai_client(gateway).chat.completions.create(model="gpt-x", messages=HELLO)
     assert len(standins["proxy"].requests) == 1 and len(standins["openai"].requests) == 1
 
 
@@ -192,7 +178,7 @@ def test_vllm_without_messages_is_translated_from_then_on(
     gateway: RunningGateway, standins: dict[str, StandIn]
 ) -> None:
     needs_translate()
-    client = ant(gateway)
+    client = anthropic_client(gateway)
     for _ in range(2):
         message = client.messages.create(model="qwen-test", max_tokens=32, messages=HELLO)
         assert message.content[0].type == "text" and message.content[0].text == "vllm says hello"
@@ -205,7 +191,7 @@ def test_openai_chat_client_to_an_anthropic_upstream(
     gateway: RunningGateway, standins: dict[str, StandIn]
 ) -> None:
     needs_translate()
-    client = oai(gateway)
+    client = openai_client(gateway)
     completion = client.chat.completions.create(
         model="claude-x", messages=[{"role": "system", "content": "be brief"}, *HELLO]
     )
@@ -228,7 +214,7 @@ def test_openai_chat_client_to_an_anthropic_upstream(
 
 def test_openai_tool_round_trip_through_an_anthropic_upstream(gateway: RunningGateway) -> None:
     needs_translate()
-    client = oai(gateway)
+    client = openai_client(gateway)
     messages: list[Any] = [{"role": "user", "content": "weather in Paris?"}]
     first = client.chat.completions.create(model="claude-x", messages=messages, tools=[TOOL_CHAT])
     (call,) = first.choices[0].message.tool_calls or []
@@ -242,7 +228,7 @@ def test_openai_tool_round_trip_through_an_anthropic_upstream(gateway: RunningGa
 
 def test_responses_client_to_an_anthropic_upstream(gateway: RunningGateway) -> None:
     needs_translate()
-    client = oai(gateway)
+    client = openai_client(gateway)
     assert client.responses.create(model="claude-x", input="hello").output_text == "anthropic says hello"
     with client.responses.stream(model="claude-x", input="hello") as stream:
         final = stream.get_final_response()
@@ -253,7 +239,7 @@ def test_anthropic_client_to_an_openai_upstream(
     gateway: RunningGateway, standins: dict[str, StandIn]
 ) -> None:
     needs_translate()
-    client = ant(gateway)
+    client = anthropic_client(gateway)
     message = client.messages.create(model="gpt-x", max_tokens=32, system="be brief", messages=HELLO)
     assert message.content[0].type == "text" and message.content[0].text == "openai says hello"
     assert message.stop_reason == "end_turn"
@@ -283,7 +269,7 @@ def test_an_upstream_error_reaches_the_client_of_another_api_in_its_envelope(
         body={"type": "error", "error": {"type": "invalid_request_error", "message": "prompt is too long"}},
     )
     with pytest.raises(openai.BadRequestError) as e:
-        oai(gateway).chat.completions.create(model="claude-x", messages=HELLO)
+        openai_client(gateway).chat.completions.create(model="claude-x", messages=HELLO)
     assert e.value.message == "prompt is too long" or e.value.body["message"] == "prompt is too long"
     standins["openai"].fail(
         429,
@@ -297,7 +283,7 @@ def test_an_upstream_error_reaches_the_client_of_another_api_in_its_envelope(
         },
     )
     with pytest.raises(anthropic.RateLimitError) as ae:
-        ant(gateway).messages.create(model="gpt-x", max_tokens=8, messages=HELLO)
+        anthropic_client(gateway).messages.create(model="gpt-x", max_tokens=8, messages=HELLO)
     assert ae.value.body["error"]["message"] == "slow down"
 
 

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from mcp.client.client import Client
 from mcp.shared.exceptions import MCPError
 
+from test.e2e.otlp_collector import collecting
 from test.e2e.peers import HttpPeer, free_port
 from test.e2e.proxy_harness import KEYS, RunningProxy, http_upstream, run_fixture, run_proxy
 
@@ -720,43 +721,21 @@ async def test_traces_go_to_the_otlp_endpoint_as_children_of_the_clients_trace(
 ) -> None:
     """An OTLP/HTTP receiver on loopback decodes what the proxy exports with the protocol's own
     protobuf types; the client's W3C trace context (in ``_meta``, as MCP carries it) is the parent."""
-    from aiohttp import web
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-    spans: list[Any] = []
-    both = asyncio.Event()
     trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-
-    async def receive(request: web.Request) -> web.Response:
-        export = ExportTraceServiceRequest.FromString(await request.read())
-        for resource in export.resource_spans:
-            for scope in resource.scope_spans:
-                spans.extend(scope.spans)
-        if len([s for s in spans if s.trace_id.hex() == trace_id]) >= 2:
-            both.set()
-        return web.Response(status=200, content_type="application/x-protobuf", body=b"")
-
-    app = web.Application()
-    app.router.add_post("/v1/traces", receive)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_BSP_SCHEDULE_DELAY": "50"}
-    try:
-        with run_proxy(work, [http_upstream("f", upstreams["dual"].url, toolPrefix="f_")], env=env) as proxy:
+    async with collecting(trace_id) as otlp:
+        with run_proxy(
+            work, [http_upstream("f", upstreams["dual"].url, toolPrefix="f_")], env=otlp.env
+        ) as proxy:
             meta = {**MODERN_META, "traceparent": f"00-{trace_id}-{parent_id}-01"}
             call = _tool_call("f_echo", {"text": "do-not-trace-me"}, meta=meta)
             async with aiohttp.ClientSession() as http:
                 status, _, body = await _post(http, proxy.url, call, _modern_headers("tools/call", "f_echo"))
             assert status == 200 and body["result"]["content"][0]["text"] == "do-not-trace-me"
-            await asyncio.wait_for(both.wait(), 20)
-    finally:
-        await runner.cleanup()
-    ours = {s.name: s for s in spans if s.trace_id.hex() == trace_id}
+            await otlp.wait(20)
+    ours = {s.name: s for s in otlp.of_trace()}
     server, client = ours["tools/call f_echo"], ours["tools/call upstream"]
     assert server.parent_span_id.hex() == parent_id
     assert client.parent_span_id == server.span_id
     attributes = {a.key: a.value.string_value for s in (server, client) for a in s.attributes}
     assert attributes["gen_ai.tool.name"] == "f_echo" and attributes["mcp.upstream"] == "f"
-    assert "do-not-trace-me" not in str(spans)
+    assert "do-not-trace-me" not in str(otlp.spans)

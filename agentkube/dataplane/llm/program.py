@@ -24,10 +24,10 @@ What a caller may rely on:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -197,31 +197,17 @@ def _store_password(config: LLMGatewayConfig, environ: Mapping[str, str]) -> str
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``agentkube llm-gateway --config PATH``."""
-    import argparse
-
-    from agentkube.dataplane.configfile import ConfigError
     from agentkube.dataplane.llm.config import load_llm_gateway_config_file
-    from agentkube.dataplane.server import configure_logging
+    from agentkube.dataplane.server import serve_main
 
-    parser = argparse.ArgumentParser(prog="agentkube llm-gateway", description="Serve an LLM gateway.")
-    parser.add_argument("--config", required=True, help="the LLMGatewayConfig file the operator renders")
-    parser.add_argument("--host", default=None, help="address to bind (default: every interface)")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--log-format", default="json", choices=["json", "console"])
-    args = parser.parse_args(argv)
-    configure_logging(args.log_level, args.log_format)
-    try:
+    def assemble(args: argparse.Namespace) -> LLMGatewayProgram:
         config = load_llm_gateway_config_file(args.config)
-        gateway = LLMGatewayProgram(config, host=args.host, debug=args.log_level == "debug")
-    except (ConfigError, ValueError, OSError) as e:
-        print(f"agentkube llm-gateway: {e}", file=sys.stderr)
-        return 2
-    try:
-        import uvloop
+        return LLMGatewayProgram(config, host=args.host, debug=args.log_level == "debug")
 
-        runner: Any = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio serves as well
-        runner = asyncio.run
-    with contextlib.suppress(KeyboardInterrupt):
-        runner(gateway.run())
-    return 0
+    return serve_main(
+        argv,
+        prog="agentkube llm-gateway",
+        description="Serve an LLM gateway.",
+        config_help="the LLMGatewayConfig file the operator renders",
+        build=assemble,
+    )

@@ -13,10 +13,9 @@ tools listed.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import contextlib
 import functools
-import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -252,31 +251,16 @@ def _up(upstream: Upstream) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``agentkube mcp-proxy --config PATH``."""
-    import argparse
-
-    from agentkube.dataplane.configfile import ConfigError
     from agentkube.dataplane.mcp.config import load_mcp_proxy_config_file
-    from agentkube.dataplane.server import configure_logging
+    from agentkube.dataplane.server import serve_main
 
-    parser = argparse.ArgumentParser(prog="agentkube mcp-proxy", description="Serve an MCP proxy.")
-    parser.add_argument("--config", required=True, help="the MCPProxyConfig file the operator renders")
-    parser.add_argument("--host", default=None, help="address to bind (default: every interface)")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--log-format", default="json", choices=["json", "console"])
-    args = parser.parse_args(argv)
-    configure_logging(args.log_level, args.log_format)
-    try:
-        config = load_mcp_proxy_config_file(args.config)
-        proxy = Proxy(config, host=args.host)
-    except (ConfigError, ValueError, OSError) as e:
-        print(f"agentkube mcp-proxy: {e}", file=sys.stderr)
-        return 2
-    try:
-        import uvloop
+    def assemble(args: argparse.Namespace) -> Proxy:
+        return Proxy(load_mcp_proxy_config_file(args.config), host=args.host)
 
-        runner: Any = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio serves as well
-        runner = asyncio.run
-    with contextlib.suppress(KeyboardInterrupt):
-        runner(proxy.run())
-    return 0
+    return serve_main(
+        argv,
+        prog="agentkube mcp-proxy",
+        description="Serve an MCP proxy.",
+        config_help="the MCPProxyConfig file the operator renders",
+        build=assemble,
+    )

@@ -14,13 +14,14 @@ No network, no model: regular expressions compiled at import and a few checksums
 from agentkube.dataplane.llm.guardrails.chain import INPUT_FILTERS, Guardrails, Outcome
 from agentkube.dataplane.llm.guardrails.check import ORIGINS, PASS, Blocked, Check, Origin, Verdict
 from agentkube.dataplane.llm.guardrails.injection import Assessment, PromptInjection
-from agentkube.dataplane.llm.guardrails.pii import PLACEHOLDERS, PiiRedaction
+from agentkube.dataplane.llm.guardrails.pii import PLACEHOLDER_OF, PLACEHOLDERS, PiiRedaction
 
 __all__ = [
     "INPUT_FILTERS",
     "ORIGINS",
     "PASS",
     "PLACEHOLDERS",
+    "PLACEHOLDER_OF",
     "Assessment",
     "Blocked",
     "Check",

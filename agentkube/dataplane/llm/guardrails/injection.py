@@ -207,27 +207,6 @@ _PERSONA_NOUNS: Final = _alt(
     "claude", "version", "entity", "intelligence", "machine", "robot", "system", "agent", "program",
     "computer", "twin", "alter ego", "counterpart", "clone",
 )  # fmt: skip
-_RULE_NOUNS: Final = _alt(
-    "limits",
-    "limitations",
-    "restrictions",
-    "rules",
-    "filters?",
-    "boundaries",
-    "ethics",
-    "ethical",
-    "morals",
-    "moral",
-    "guidelines",
-    "censorship",
-    "constraints",
-    "guardrails",
-    "policies",
-    "policy",
-    "safety",
-    "principles",
-    "programming",
-)
 _LEAK_VERBS: Final = (
     "reveal", "revealing", "print", "print out", "show", "output", "repeat", "display", "tell", "leak",
     "dump", "give", "share", "write", "recite", "spell out", "copy", "paste", "return", "echo",
@@ -295,6 +274,8 @@ _RULE_WORDS: Final = (
     "principles",
     "programming",
 )
+# One list is both the prefilter and the pattern's nouns ("filters|filter" matches as "filters?" would).
+_RULE_NOUNS: Final = _alt(*_RULE_WORDS)
 _AI_WORDS: Final = (
     "ai",
     "llm",

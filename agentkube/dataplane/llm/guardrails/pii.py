@@ -53,18 +53,31 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Final
 
 from agentkube.dataplane.llm.guardrails.check import PASS, Origin, Verdict
 
-__all__ = ["NAME", "PLACEHOLDERS", "PiiRedaction"]
+__all__ = ["NAME", "PLACEHOLDERS", "PLACEHOLDER_OF", "PiiRedaction"]
 
 NAME: Final = "pii-redaction"
-PLACEHOLDERS: Final = (
-    "[EMAIL]", "[PHONE]", "[CARD]", "[IBAN]", "[NATIONAL_ID]", "[IP_ADDRESS]", "[API_KEY]", "[JWT]",
-    "[PRIVATE_KEY]", "[SECRET]",
-)  # fmt: skip
+PLACEHOLDER_OF: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "email": "[EMAIL]",
+        "phone": "[PHONE]",
+        "card": "[CARD]",
+        "iban": "[IBAN]",
+        "national-id": "[NATIONAL_ID]",
+        "ip": "[IP_ADDRESS]",
+        "api-key": "[API_KEY]",
+        "jwt": "[JWT]",
+        "private-key": "[PRIVATE_KEY]",
+        "secret": "[SECRET]",
+    }
+)
+"""The placeholder of each type found, by the type's name (the ``kind`` of the labelled corpus)."""
+PLACEHOLDERS: Final = tuple(PLACEHOLDER_OF.values())
 
 # A validator gets the match and returns the end of what to replace (it may trim), or None to keep it.
 Validator = Callable[[re.Match[str]], int | None]
@@ -306,12 +319,37 @@ def _claim(
     return None
 
 
+class _Redacted:
+    """``text`` with spans replaced by placeholders, left to right; each placeholder counted in ``found``."""
+
+    __slots__ = ("_found", "_out", "_text", "last")
+
+    def __init__(self, text: str, found: Counter[str]) -> None:
+        self._text = text
+        self._found = found
+        self._out: list[str] = []
+        self.last = 0
+        """Where the text not replaced yet begins."""
+
+    def replace(self, start: int, end: int, placeholder: str) -> None:
+        self._out.append(self._text[self.last : start])
+        self._out.append(placeholder)
+        self._found[placeholder] += 1
+        self.last = end
+
+    def text(self) -> str:
+        """The text with every replacement made (the very string given when there was none)."""
+        if not self._out:
+            return self._text
+        self._out.append(self._text[self.last :])
+        return "".join(self._out)
+
+
 def _numeric(text: str, found: Counter[str]) -> str:
-    out: list[str] = []
-    last = 0
+    redacted = _Redacted(text, found)
     for run in _RUN.finditer(text):
         start, end = run.start(), run.end()
-        if start > last and text[start - 1] in "+(":
+        if start > redacted.last and text[start - 1] in "+(":
             start -= 1
         if start > 0 and (text[start - 1].isalnum() or text[start - 1] in "_-./"):
             continue
@@ -320,26 +358,19 @@ def _numeric(text: str, found: Counter[str]) -> str:
             claimed = _claim(_NUMERIC, _NUMERIC_ANY, text, pos)
             if claimed is not None:
                 placeholder, stop = claimed
-                out.append(text[last:pos])
-                out.append(placeholder)
-                found[placeholder] += 1
-                last = pos = stop
+                redacted.replace(pos, stop, placeholder)
+                pos = stop
             else:
                 named = _by_context(text, start, end) if pos == start else None
                 if named is not None:
-                    out.append(text[last:start])
-                    out.append(named)
-                    found[named] += 1
-                    last = pos = end
+                    redacted.replace(start, end, named)
+                    pos = end
                     continue
                 space = text.find(" ", pos, end)
                 if space < 0:
                     break
                 pos = space + 1
-    if last == 0:
-        return text
-    out.append(text[last:])
-    return "".join(out)
+    return redacted.text()
 
 
 def _by_context(text: str, start: int, end: int) -> str | None:
@@ -394,8 +425,7 @@ _LETTERED_ANY: Final = _combined(_LETTERED)
 
 
 def _lettered(text: str, found: Counter[str]) -> str:
-    out: list[str] = []
-    last = 0
+    redacted = _Redacted(text, found)
     pos = 0
     while True:
         candidate = _LETTER_LED.search(text, pos)
@@ -407,15 +437,9 @@ def _lettered(text: str, found: Counter[str]) -> str:
             continue
         claimed = _claim(_LETTERED, _LETTERED_ANY, text, at)
         if claimed is not None:
-            placeholder, stop = claimed
-            out.append(text[last:at])
-            out.append(placeholder)
-            found[placeholder] += 1
-            last = pos = stop
-    if last == 0:
-        return text
-    out.append(text[last:])
-    return "".join(out)
+            placeholder, pos = claimed
+            redacted.replace(at, pos, placeholder)
+    return redacted.text()
 
 
 # --- emails ------------------------------------------------------------------------------------------
@@ -431,12 +455,11 @@ _FILE_TLDS: Final = frozenset(
 
 
 def _emails(text: str, found: Counter[str]) -> str:
-    out: list[str] = []
-    last = 0
+    redacted = _Redacted(text, found)
     at = text.find("@")
     while at >= 0:
         start = at
-        while start > last and at - start < 64 and text[start - 1] in _LOCAL_CHARS:
+        while start > redacted.last and at - start < 64 and text[start - 1] in _LOCAL_CHARS:
             start -= 1
         while start < at and text[start] in ".'":
             start += 1
@@ -446,15 +469,10 @@ def _emails(text: str, found: Counter[str]) -> str:
             local = text[start:at]
             ssh = local == "git" and text.startswith(":", domain.end())
             if not ssh:
-                out.append(text[last:start])
-                out.append("[EMAIL]")
-                found["[EMAIL]"] += 1
-                last = nxt = domain.end()
+                nxt = domain.end()
+                redacted.replace(start, nxt, "[EMAIL]")
         at = text.find("@", nxt)
-    if last == 0:
-        return text
-    out.append(text[last:])
-    return "".join(out)
+    return redacted.text()
 
 
 # --- IPv6 --------------------------------------------------------------------------------------------
@@ -464,12 +482,11 @@ _IPV6_CHARS: Final = frozenset("0123456789abcdefABCDEF:.")
 
 
 def _ipv6(text: str, found: Counter[str]) -> str:
-    out: list[str] = []
-    last = 0
+    redacted = _Redacted(text, found)
     pos = 0
     while (m := _COLONS.search(text, pos)) is not None:
         start, end = m.start(), m.end()
-        while start > last and text[start - 1] in _IPV6_CHARS:
+        while start > redacted.last and text[start - 1] in _IPV6_CHARS:
             start -= 1
         while end < len(text) and text[end] in _IPV6_CHARS:
             end += 1
@@ -488,14 +505,8 @@ def _ipv6(text: str, found: Counter[str]) -> str:
             continue
         if address.is_loopback or address.is_unspecified:
             continue
-        out.append(text[last:start])
-        out.append("[IP_ADDRESS]")
-        found["[IP_ADDRESS]"] += 1
-        last = end
-    if last == 0:
-        return text
-    out.append(text[last:])
-    return "".join(out)
+        redacted.replace(start, end, "[IP_ADDRESS]")
+    return redacted.text()
 
 
 # --- credentials -------------------------------------------------------------------------------------
@@ -608,19 +619,12 @@ def _credentials(text: str, found: Counter[str]) -> str:
         text = _replace_group(_SAID, text, found, 1, lowered=lowered, boundary=True)
         lowered = text.lower() if len(text.lower()) == len(text) else lowered
     if any(word in lowered for word in _ASSIGNMENT_WORDS):
-        out: list[str] = []
-        last = 0
+        redacted = _Redacted(text, found)
         for m in _ASSIGNMENT.finditer(lowered):
             span = _secret_value(m, text)
-            if span is None:
-                continue
-            out.append(text[last : span[0]])
-            out.append("[SECRET]")
-            found["[SECRET]"] += 1
-            last = span[1]
-        if last:
-            out.append(text[last:])
-            text = "".join(out)
+            if span is not None:
+                redacted.replace(*span, "[SECRET]")
+        text = redacted.text()
     return text
 
 
@@ -637,8 +641,7 @@ def _replace_group(
     """Replace ``group`` of each match with ``[SECRET]``; ``lowered`` (``text`` lowercased, same
     offsets) is what is searched when the pattern is written in lowercase; ``boundary``: the match
     must not start inside a word."""
-    out: list[str] = []
-    last = 0
+    redacted = _Redacted(text, found)
     for m in pattern.finditer(text if lowered is None else lowered):
         if boundary and m.start() > 0 and text[m.start() - 1].isalnum():
             continue
@@ -647,14 +650,8 @@ def _replace_group(
             continue
         if needs_digit and not any(ch.isdigit() for ch in value):
             continue
-        out.append(text[last : m.start(group)])
-        out.append("[SECRET]")
-        found["[SECRET]"] += 1
-        last = m.end(group)
-    if not last:
-        return text
-    out.append(text[last:])
-    return "".join(out)
+        redacted.replace(m.start(group), m.end(group), "[SECRET]")
+    return redacted.text()
 
 
 class PiiRedaction:

@@ -83,7 +83,7 @@ from agentkube.dataplane.llm.translate import ir
 from agentkube.dataplane.llm.translate.blocks import Blocks
 from agentkube.dataplane.llm.translate.errors import TranslationError, UpstreamError, kind_for
 from agentkube.dataplane.llm.translate.media import ANTHROPIC_IMAGE_TYPES, is_remote
-from agentkube.dataplane.llm.translate.sse import frame
+from agentkube.dataplane.llm.translate.sse import event_object, frame
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -162,7 +162,7 @@ def parse_request(body: dict[str, Any], dst: API) -> ir.Request:
     req = ir.Request(model=f.string(body, "model") or "", messages=[])
     system = body.get("system")
     if system is not None:
-        req.system = _text_blocks(system, "system")
+        req.system = f.texts(system, "system", "block")
     if "messages" not in body:
         raise TranslationError("messages", "is required")
     for path, message in f.objects(body, "messages"):
@@ -170,7 +170,7 @@ def parse_request(body: dict[str, Any], dst: API) -> ir.Request:
         content = message.get("content")
         where = f.at(path, "content")
         if role == "system":
-            texts = _text_blocks(content, where)
+            texts = f.texts(content, where, "block")
             if not req.messages and system is None:
                 req.system.extend(texts)
             else:
@@ -245,37 +245,15 @@ def _parse_reasoning(body: dict[str, Any]) -> ir.Reasoning | None:
     return reasoning
 
 
-def _text_blocks(content: Any, path: str) -> list[ir.Text]:
-    if isinstance(content, str):
-        return [ir.Text(content)] if content else []
-    if not isinstance(content, list):
-        raise TranslationError(path, "must be a string or an array of text blocks")
-    texts: list[ir.Text] = []
-    for i, block in enumerate(content):
-        where = f.at(path, i)
-        if not isinstance(block, dict) or block.get("type") != "text":
-            raise TranslationError(where, "must be a text block")
-        texts.append(ir.Text(f.text(block, "text", where)))
-    return texts
-
-
 def _parts(content: Any, path: str, role: str) -> list[ir.Part]:
     if isinstance(content, str):
         return [ir.Text(content)]
-    if not isinstance(content, list):
-        raise TranslationError(path, "must be a string or an array of content blocks")
     parts: list[ir.Part] = []
-    for i, block in enumerate(content):
-        where = f.at(path, i)
-        if not isinstance(block, dict):
-            raise TranslationError(where, "must be an object")
+    for where, block in f.elements(content, path, "a string or an array of content blocks"):
         kind = block.get("type")
-        if kind == "text":
-            parts.append(ir.Text(f.text(block, "text", where)))
-        elif kind == "image":
-            parts.append(_parse_image(f.obj(block, "source", where), f.at(where, "source")))
-        elif kind == "document":
-            parts.append(_parse_document(block, where))
+        media = _parse_content(kind, block, where)
+        if media is not None:
+            parts.append(media)
         elif kind == "tool_use" and role == "assistant":
             tool_input_value = block.get("input")
             if not isinstance(tool_input_value, dict):
@@ -299,6 +277,17 @@ def _parts(content: Any, path: str, role: str) -> list[ir.Part]:
                 f"{kind!r} blocks in a {role} message cannot be translated to another API",
             )
     return parts
+
+
+def _parse_content(kind: Any, block: dict[str, Any], path: str) -> ir.Content | None:
+    """A text, image or document block (what a message and a tool result both carry); else None."""
+    if kind == "text":
+        return ir.Text(f.text(block, "text", path))
+    if kind == "image":
+        return _parse_image(f.obj(block, "source", path), f.at(path, "source"))
+    if kind == "document":
+        return _parse_document(block, path)
+    return None
 
 
 def _parse_image(source: dict[str, Any], path: str) -> ir.Image:
@@ -336,24 +325,15 @@ def _parse_tool_result(block: dict[str, Any], path: str) -> ir.ToolResult:
     if isinstance(content, str):
         if content:
             parts.append(ir.Text(content))
-    elif isinstance(content, list):
-        for i, item in enumerate(content):
-            at = f.at(where, i)
-            if not isinstance(item, dict):
-                raise TranslationError(at, "must be an object")
+    elif content is not None:
+        for at, item in f.elements(content, where, "a string or an array of blocks"):
             kind = item.get("type")
-            if kind == "text":
-                parts.append(ir.Text(f.text(item, "text", at)))
-            elif kind == "image":
-                parts.append(_parse_image(f.obj(item, "source", at), f.at(at, "source")))
-            elif kind == "document":
-                parts.append(_parse_document(item, at))
-            else:
+            media = _parse_content(kind, item, at)
+            if media is None:
                 raise TranslationError(
                     f.at(at, "type"), f"{kind!r} blocks in a tool result cannot be translated"
                 )
-    elif content is not None:
-        raise TranslationError(where, "must be a string or an array of blocks")
+            parts.append(media)
     return ir.ToolResult(f.text(block, "tool_use_id", path), parts, bool(f.boolean(block, "is_error", path)))
 
 
@@ -536,12 +516,7 @@ def _build_block(part: ir.Part) -> dict[str, Any] | None:
     if isinstance(part, ir.Document):
         return _document(part)
     if isinstance(part, ir.ToolCall):
-        return {
-            "type": "tool_use",
-            "id": tool_id(part.id),
-            "name": part.name,
-            "input": tool_input(part.arguments),
-        }
+        return _tool_use(part)
     if isinstance(part, ir.ToolResult):
         result: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_id(part.call_id)}
         content = [b for c in part.content if (b := _build_block(c)) is not None]
@@ -555,6 +530,16 @@ def _build_block(part: ir.Part) -> dict[str, Any] | None:
             return None
         return {"type": "thinking", "thinking": part.text, "signature": part.signature}
     return {"type": "redacted_thinking", "data": part.data}
+
+
+def _tool_use(call: ir.ToolCall) -> dict[str, Any]:
+    """A tool call as a ``tool_use`` block (in a request's history and in an answer alike)."""
+    return {
+        "type": "tool_use",
+        "id": tool_id(call.id),
+        "name": call.name,
+        "input": tool_input(call.arguments),
+    }
 
 
 def _image_source(image: ir.Image) -> dict[str, Any]:
@@ -665,12 +650,7 @@ def _response_block(part: ir.Part) -> dict[str, Any] | None:
     if isinstance(part, ir.Text | ir.Refusal):
         return {"type": "text", "text": part.text}
     if isinstance(part, ir.ToolCall):
-        return {
-            "type": "tool_use",
-            "id": tool_id(part.id),
-            "name": part.name,
-            "input": tool_input(part.arguments),
-        }
+        return _tool_use(part)
     if isinstance(part, ir.Thinking):
         return {"type": "thinking", "thinking": part.text, "signature": part.signature or ""}
     if isinstance(part, ir.RedactedThinking):
@@ -711,12 +691,9 @@ class Decoder:
         if self._done:
             return []
         out: list[ir.Event] = []
-        try:
-            payload = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return self._fail(out, "bad_gateway", "the upstream sent a stream event that is not JSON")
-        if not isinstance(payload, dict):
-            return self._fail(out, "bad_gateway", "the upstream sent a stream event that is not an object")
+        payload = event_object(data)
+        if isinstance(payload, str):
+            return self._fail(out, "bad_gateway", payload)
         kind = payload.get("type") or event
         if kind == "message_start":
             message = f.as_obj(payload.get("message"))

@@ -9,9 +9,10 @@ an exception deeper in a translator.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
+from agentkube.dataplane.llm.translate import ir
 from agentkube.dataplane.llm.translate.errors import TranslationError
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "at",
     "boolean",
     "check_known",
+    "elements",
     "integer",
     "items",
     "number",
@@ -28,6 +30,7 @@ __all__ = [
     "string",
     "strings",
     "text",
+    "texts",
 ]
 
 T = TypeVar("T")
@@ -65,6 +68,25 @@ def text(data: Mapping[str, Any], key: str, path: str = "") -> str:
     value = string(data, key, path, required=True)
     assert value is not None
     return value
+
+
+def texts(content: Any, path: str, noun: str) -> list[ir.Text]:
+    """Content that may hold only text: a string (no text when empty) or an array of text ``noun``s.
+
+    ``noun`` is what the client's API calls an element (``part``, ``block``); each must be an object
+    of ``"type": "text"``.
+    """
+    if isinstance(content, str):
+        return [ir.Text(content)] if content else []
+    if not isinstance(content, list):
+        raise TranslationError(path, f"must be a string or an array of text {noun}s")
+    found: list[ir.Text] = []
+    for i, element in enumerate(content):
+        where = at(path, i)
+        if not isinstance(element, dict) or element.get("type") != "text":
+            raise TranslationError(where, f"must be a text {noun} here")
+        found.append(ir.Text(text(element, "text", where)))
+    return found
 
 
 def boolean(data: Mapping[str, Any], key: str, path: str = "") -> bool | None:
@@ -132,6 +154,21 @@ def objects(data: Mapping[str, Any], key: str, path: str = "") -> Iterable[tuple
         if not isinstance(value, dict):
             raise TranslationError(at(where, i), f"must be an object, not {_kind(value)}")
         yield at(where, i), value
+
+
+def elements(content: Any, path: str, expected: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each object of the array ``content`` with its path; refused as not ``expected`` if no array.
+
+    ``expected`` completes "must be ..." (``a string or an array of content parts``): the caller has
+    already taken the other forms it accepts.
+    """
+    if not isinstance(content, list):
+        raise TranslationError(path, f"must be {expected}")
+    for i, element in enumerate(content):
+        where = at(path, i)
+        if not isinstance(element, dict):
+            raise TranslationError(where, "must be an object")
+        yield where, element
 
 
 def strings(data: Mapping[str, Any], key: str, path: str = "") -> list[str]:

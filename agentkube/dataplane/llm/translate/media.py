@@ -7,9 +7,21 @@ data is converted between the two forms; the base64 text itself is passed as it 
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
-__all__ = ["ANTHROPIC_IMAGE_TYPES", "data_url", "is_remote", "parse_data_url"]
+from agentkube.dataplane.llm.translate import ir
+from agentkube.dataplane.llm.translate.errors import TranslationError
+from agentkube.dataplane.llm.translate.fields import at
+
+__all__ = [
+    "ANTHROPIC_IMAGE_TYPES",
+    "data_url",
+    "is_remote",
+    "openai_document",
+    "openai_image",
+    "parse_data_url",
+    "refuse_openai_file",
+]
 
 ANTHROPIC_IMAGE_TYPES: Final = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 
@@ -34,3 +46,27 @@ def data_url(media_type: str, data: str) -> str:
 def is_remote(url: str) -> bool:
     """An ``http(s)://`` URL, which the upstream may fetch (the gateway never does)."""
     return url.startswith(("https://", "http://"))
+
+
+def openai_image(url: str, detail: str | None) -> ir.Image:
+    """An OpenAI image URL: inline data when it is a ``data:`` URL, else the URL for the upstream."""
+    inline = parse_data_url(url)
+    if inline is not None:
+        return ir.Image(data=inline[1], media_type=inline[0], detail=detail)
+    return ir.Image(url=url, detail=detail)
+
+
+def openai_document(data: str, filename: str | None) -> ir.Document:
+    """OpenAI ``file_data``: a ``data:`` URL, or base64 text with no media type."""
+    inline = parse_data_url(data)
+    if inline is not None:
+        return ir.Document(data=inline[1], media_type=inline[0], filename=filename)
+    return ir.Document(data=data, filename=filename)
+
+
+def refuse_openai_file(part: dict[str, Any], path: str) -> None:
+    """Refuse a part that names a ``file_id``: the file is stored at OpenAI, out of another's reach."""
+    if part.get("file_id") is not None:
+        raise TranslationError(
+            at(path, "file_id"), "files stored at OpenAI cannot be sent to another provider"
+        )

@@ -54,15 +54,18 @@ import time
 import uuid
 from typing import Any, Final
 
-import orjson
-
 from agentkube.dataplane.llm.apis import API, CHAT, stream_error
 from agentkube.dataplane.llm.translate import fields as f
 from agentkube.dataplane.llm.translate import ir
 from agentkube.dataplane.llm.translate.blocks import Blocks
 from agentkube.dataplane.llm.translate.errors import TranslationError, UpstreamError
-from agentkube.dataplane.llm.translate.media import data_url, parse_data_url
-from agentkube.dataplane.llm.translate.sse import DONE, frame
+from agentkube.dataplane.llm.translate.media import (
+    data_url,
+    openai_document,
+    openai_image,
+    refuse_openai_file,
+)
+from agentkube.dataplane.llm.translate.sse import DONE, event_object, frame
 
 __all__ = [
     "Decoder",
@@ -185,21 +188,6 @@ def parse_request(body: dict[str, Any], dst: API) -> ir.Request:
     return req
 
 
-def _content_text(content: Any, path: str) -> list[ir.Text]:
-    """A system/developer/tool message's content: a string or text parts."""
-    if isinstance(content, str):
-        return [ir.Text(content)] if content else []
-    if not isinstance(content, list):
-        raise TranslationError(path, "must be a string or an array of text parts")
-    texts: list[ir.Text] = []
-    for i, part in enumerate(content):
-        where = f.at(path, i)
-        if not isinstance(part, dict) or part.get("type") != "text":
-            raise TranslationError(where, "must be a text part here")
-        texts.append(ir.Text(f.text(part, "text", where)))
-    return texts
-
-
 def _parse_messages(body: dict[str, Any], req: ir.Request) -> None:
     if "messages" not in body:
         raise TranslationError("messages", "is required")
@@ -208,7 +196,7 @@ def _parse_messages(body: dict[str, Any], req: ir.Request) -> None:
         role = f.text(message, "role", path)
         content = message.get("content")
         if role in ("system", "developer"):
-            texts = _content_text(content, f.at(path, "content"))
+            texts = f.texts(content, f.at(path, "content"), "part")
             if leading:
                 req.system.extend(texts)
             else:
@@ -221,7 +209,7 @@ def _parse_messages(body: dict[str, Any], req: ir.Request) -> None:
             req.messages.append(ir.Message("assistant", _assistant_parts(message, path)))
         elif role == "tool":
             call_id = f.text(message, "tool_call_id", path)
-            texts = _content_text(content, f.at(path, "content"))
+            texts = f.texts(content, f.at(path, "content"), "part")
             result = ir.ToolResult(call_id, list(texts))
             last = req.messages[-1] if req.messages else None
             if (
@@ -242,20 +230,15 @@ def _parse_messages(body: dict[str, Any], req: ir.Request) -> None:
 def _user_parts(content: Any, path: str) -> list[ir.Part]:
     if isinstance(content, str):
         return [ir.Text(content)]
-    if not isinstance(content, list):
-        raise TranslationError(path, "must be a string or an array of content parts")
     parts: list[ir.Part] = []
-    for i, part in enumerate(content):
-        where = f.at(path, i)
-        if not isinstance(part, dict):
-            raise TranslationError(where, "must be an object")
+    for where, part in f.elements(content, path, "a string or an array of content parts"):
         kind = part.get("type")
         if kind == "text":
             parts.append(ir.Text(f.text(part, "text", where)))
         elif kind == "image_url":
             image = f.obj(part, "image_url", where)
             parts.append(
-                _parse_image(f.text(image, "url", f.at(where, "image_url")), f.string(image, "detail"))
+                openai_image(f.text(image, "url", f.at(where, "image_url")), f.string(image, "detail"))
             )
         elif kind == "file":
             parts.append(_parse_file(f.obj(part, "file", where), f.at(where, "file")))
@@ -266,26 +249,12 @@ def _user_parts(content: Any, path: str) -> list[ir.Part]:
     return parts
 
 
-def _parse_image(url: str, detail: str | None) -> ir.Image:
-    inline = parse_data_url(url)
-    if inline is not None:
-        return ir.Image(data=inline[1], media_type=inline[0], detail=detail)
-    return ir.Image(url=url, detail=detail)
-
-
 def _parse_file(file: dict[str, Any], path: str) -> ir.Document:
-    if file.get("file_id") is not None:
-        raise TranslationError(
-            f.at(path, "file_id"), "files stored at OpenAI cannot be sent to another provider"
-        )
+    refuse_openai_file(file, path)
     data = f.string(file, "file_data", path)
     if data is None:
         raise TranslationError(f.at(path, "file_data"), "is required")
-    filename = f.string(file, "filename", path)
-    inline = parse_data_url(data)
-    if inline is not None:
-        return ir.Document(data=inline[1], media_type=inline[0], filename=filename)
-    return ir.Document(data=data, filename=filename)
+    return openai_document(data, f.string(file, "filename", path))
 
 
 def _assistant_parts(message: dict[str, Any], path: str) -> list[ir.Part]:
@@ -298,19 +267,14 @@ def _assistant_parts(message: dict[str, Any], path: str) -> list[ir.Part]:
     if isinstance(content, str):
         if content:
             parts.append(ir.Text(content))
-    elif isinstance(content, list):
-        for i, part in enumerate(content):
-            at = f.at(where, i)
-            if not isinstance(part, dict):
-                raise TranslationError(at, "must be an object")
+    elif content is not None:
+        for at, part in f.elements(content, where, "a string, an array of parts or null"):
             if part.get("type") == "text":
                 parts.append(ir.Text(f.text(part, "text", at)))
             elif part.get("type") == "refusal":
                 parts.append(ir.Refusal(f.text(part, "refusal", at)))
             else:
                 raise TranslationError(f.at(at, "type"), "assistant content parts must be text or refusal")
-    elif content is not None:
-        raise TranslationError(where, "must be a string, an array of parts or null")
     refusal = f.string(message, "refusal", path)
     if refusal:
         parts.append(ir.Refusal(refusal))
@@ -667,12 +631,9 @@ class Decoder:
         if data.strip() == b"[DONE]":
             self._end(out)
             return out
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return self._fail(out, "the upstream sent a stream chunk that is not JSON")
-        if not isinstance(chunk, dict):
-            return self._fail(out, "the upstream sent a stream chunk that is not an object")
+        chunk = event_object(data, "chunk")
+        if isinstance(chunk, str):
+            return self._fail(out, chunk)
         if chunk.get("error") is not None:
             error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
             self._done = True

@@ -54,16 +54,19 @@ import time
 import uuid
 from typing import Any, Final
 
-import orjson
-
 from agentkube.dataplane.llm.apis import API, RESPONSES, stream_error
 from agentkube.dataplane.llm.translate import fields as f
 from agentkube.dataplane.llm.translate import ir
 from agentkube.dataplane.llm.translate.blocks import Blocks
 from agentkube.dataplane.llm.translate.errors import TranslationError, UpstreamError, kind_for
-from agentkube.dataplane.llm.translate.media import data_url, parse_data_url
+from agentkube.dataplane.llm.translate.media import (
+    data_url,
+    openai_document,
+    openai_image,
+    refuse_openai_file,
+)
 from agentkube.dataplane.llm.translate.openai_chat import OPENAI_SHARED, reasoning_effort
-from agentkube.dataplane.llm.translate.sse import frame
+from agentkube.dataplane.llm.translate.sse import event_object, frame
 
 __all__ = [
     "REDACTED_PREFIX",
@@ -199,13 +202,8 @@ def _parse_input(value: Any, req: ir.Request) -> None:
     if isinstance(value, str):
         req.messages.append(ir.Message("user", [ir.Text(value)]))
         return
-    if not isinstance(value, list):
-        raise TranslationError("input", "must be a string or an array of items")
     leading = True
-    for i, item in enumerate(value):
-        path = f.at("input", i)
-        if not isinstance(item, dict):
-            raise TranslationError(path, "must be an object")
+    for path, item in f.elements(value, "input", "a string or an array of items"):
         kind = item.get("type", "message")
         if kind == "message":
             role = f.text(item, "role", path)
@@ -263,13 +261,8 @@ def _parse_reasoning_item(item: dict[str, Any], path: str) -> ir.Part | None:
 def _content(content: Any, path: str, role: str) -> list[ir.Part]:
     if isinstance(content, str):
         return [ir.Text(content)] if content or role == "user" else []
-    if not isinstance(content, list):
-        raise TranslationError(path, "must be a string or an array of content parts")
     parts: list[ir.Part] = []
-    for i, part in enumerate(content):
-        where = f.at(path, i)
-        if not isinstance(part, dict):
-            raise TranslationError(where, "must be an object")
+    for where, part in f.elements(content, path, "a string or an array of content parts"):
         kind = part.get("type")
         if kind in ("input_text", "output_text", "text"):
             parts.append(ir.Text(f.text(part, "text", where)))
@@ -285,25 +278,15 @@ def _content(content: Any, path: str, role: str) -> list[ir.Part]:
 
 
 def _parse_image(part: dict[str, Any], path: str) -> ir.Image:
-    if part.get("file_id") is not None:
-        raise TranslationError(
-            f.at(path, "file_id"), "files stored at OpenAI cannot be sent to another provider"
-        )
+    refuse_openai_file(part, path)
     url = f.string(part, "image_url", path)
     if url is None:
         raise TranslationError(f.at(path, "image_url"), "is required")
-    detail = f.string(part, "detail", path)
-    inline = parse_data_url(url)
-    if inline is not None:
-        return ir.Image(data=inline[1], media_type=inline[0], detail=detail)
-    return ir.Image(url=url, detail=detail)
+    return openai_image(url, f.string(part, "detail", path))
 
 
 def _parse_file(part: dict[str, Any], path: str) -> ir.Document:
-    if part.get("file_id") is not None:
-        raise TranslationError(
-            f.at(path, "file_id"), "files stored at OpenAI cannot be sent to another provider"
-        )
+    refuse_openai_file(part, path)
     filename = f.string(part, "filename", path)
     url = f.string(part, "file_url", path)
     if url is not None:
@@ -311,10 +294,7 @@ def _parse_file(part: dict[str, Any], path: str) -> ir.Document:
     data = f.string(part, "file_data", path)
     if data is None:
         raise TranslationError(f.at(path, "file_data"), "is required (or file_url)")
-    inline = parse_data_url(data)
-    if inline is not None:
-        return ir.Document(data=inline[1], media_type=inline[0], filename=filename)
-    return ir.Document(data=data, filename=filename)
+    return openai_document(data, filename)
 
 
 def _output(output: Any, path: str) -> list[ir.Content]:
@@ -673,16 +653,9 @@ class Decoder:
         if self._done:
             return []
         out: list[ir.Event] = []
-        try:
-            payload = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return self._fail(
-                out, ir.Error("bad_gateway", "the upstream sent a stream event that is not JSON")
-            )
-        if not isinstance(payload, dict):
-            return self._fail(
-                out, ir.Error("bad_gateway", "the upstream sent a stream event that is not an object")
-            )
+        payload = event_object(data)
+        if isinstance(payload, str):
+            return self._fail(out, ir.Error("bad_gateway", payload))
         kind = payload.get("type") or event
         index = payload.get("output_index")
         if kind == "response.created":
@@ -835,6 +808,10 @@ class Encoder:
         self._seq += 1
         return frame(payload, kind)
 
+    def _item_event(self, kind: str, position: int, **fields: Any) -> bytes:
+        """An event about the open item (at ``position`` in the output): its id and index, then ``fields``."""
+        return self._event(kind, item_id=self._item["id"], output_index=position, **fields)
+
     def _start(self, upstream_id: str) -> list[bytes]:
         self._started = True
         self._id = response_id(upstream_id)
@@ -857,63 +834,25 @@ class Encoder:
             if part["type"] == "output_text":
                 part["text"] = text
                 out.append(
-                    self._event(
-                        "response.output_text.done",
-                        item_id=item["id"],
-                        output_index=position,
-                        content_index=0,
-                        text=text,
-                        logprobs=[],
+                    self._item_event(
+                        "response.output_text.done", position, content_index=0, text=text, logprobs=[]
                     )
                 )
             else:
                 part["refusal"] = text
-                out.append(
-                    self._event(
-                        "response.refusal.done",
-                        item_id=item["id"],
-                        output_index=position,
-                        content_index=0,
-                        refusal=text,
-                    )
-                )
-            out.append(
-                self._event(
-                    "response.content_part.done",
-                    item_id=item["id"],
-                    output_index=position,
-                    content_index=0,
-                    part=part,
-                )
-            )
+                out.append(self._item_event("response.refusal.done", position, content_index=0, refusal=text))
+            out.append(self._item_event("response.content_part.done", position, content_index=0, part=part))
         elif kind == "function_call":
             item["arguments"] = text
-            out.append(
-                self._event(
-                    "response.function_call_arguments.done",
-                    item_id=item["id"],
-                    output_index=position,
-                    arguments=text,
-                )
-            )
+            out.append(self._item_event("response.function_call_arguments.done", position, arguments=text))
         elif kind == "reasoning" and item.get("_summary"):
             item["summary"] = [{"type": "summary_text", "text": text}]
             out.append(
-                self._event(
-                    "response.reasoning_summary_text.done",
-                    item_id=item["id"],
-                    output_index=position,
-                    summary_index=0,
-                    text=text,
-                )
+                self._item_event("response.reasoning_summary_text.done", position, summary_index=0, text=text)
             )
             out.append(
-                self._event(
-                    "response.reasoning_summary_part.done",
-                    item_id=item["id"],
-                    output_index=position,
-                    summary_index=0,
-                    part=item["summary"][0],
+                self._item_event(
+                    "response.reasoning_summary_part.done", position, summary_index=0, part=item["summary"][0]
                 )
             )
         item.pop("_summary", None)
@@ -960,34 +899,17 @@ class Encoder:
             if self._enter(event.index, item, out):
                 item["content"] = [dict(empty)]
                 out.append(
-                    self._event(
-                        "response.content_part.added",
-                        item_id=item["id"],
-                        output_index=position,
-                        content_index=0,
-                        part=empty,
-                    )
+                    self._item_event("response.content_part.added", position, content_index=0, part=empty)
                 )
             self._text.append(event.text)
             if refusal:
                 out.append(
-                    self._event(
-                        "response.refusal.delta",
-                        item_id=self._item["id"],
-                        output_index=position,
-                        content_index=0,
-                        delta=event.text,
-                    )
+                    self._item_event("response.refusal.delta", position, content_index=0, delta=event.text)
                 )
             else:
                 out.append(
-                    self._event(
-                        "response.output_text.delta",
-                        item_id=self._item["id"],
-                        output_index=position,
-                        content_index=0,
-                        delta=event.text,
-                        logprobs=[],
+                    self._item_event(
+                        "response.output_text.delta", position, content_index=0, delta=event.text, logprobs=[]
                     )
                 )
         elif isinstance(event, ir.ToolCallStart):
@@ -1004,12 +926,7 @@ class Encoder:
             if self._open == event.index and self._item.get("type") == "function_call":
                 self._text.append(event.delta)
                 out.append(
-                    self._event(
-                        "response.function_call_arguments.delta",
-                        item_id=self._item["id"],
-                        output_index=position,
-                        delta=event.delta,
-                    )
+                    self._item_event("response.function_call_arguments.delta", position, delta=event.delta)
                 )
         elif isinstance(event, ir.ThinkingDelta | ir.SignatureDelta):
             item = {"type": "reasoning", "id": "rs_" + self._item_id(), "summary": []}
@@ -1020,22 +937,17 @@ class Encoder:
                 if not self._item.get("_summary"):
                     self._item["_summary"] = True
                     out.append(
-                        self._event(
+                        self._item_event(
                             "response.reasoning_summary_part.added",
-                            item_id=self._item["id"],
-                            output_index=position,
+                            position,
                             summary_index=0,
                             part={"type": "summary_text", "text": ""},
                         )
                     )
                 self._text.append(event.text)
                 out.append(
-                    self._event(
-                        "response.reasoning_summary_text.delta",
-                        item_id=self._item["id"],
-                        output_index=position,
-                        summary_index=0,
-                        delta=event.text,
+                    self._item_event(
+                        "response.reasoning_summary_text.delta", position, summary_index=0, delta=event.text
                     )
                 )
         elif isinstance(event, ir.RedactedThinkingBlock):

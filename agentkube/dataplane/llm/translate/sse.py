@@ -1,4 +1,8 @@
-"""Server-sent event frames as the three APIs write them (one whole frame per call)."""
+"""Server-sent event frames as the three APIs write them (one whole frame per call), and their data read.
+
+``event_object`` is how every stream decoder reads one event's ``data``: the JSON object, or the
+sentence a decoder ends the stream with (as a ``bad_gateway`` error) when it is not one.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from typing import Any, Final
 
 import orjson
 
-__all__ = ["DONE", "frame"]
+__all__ = ["DONE", "event_object", "frame"]
 
 DONE: Final = b"data: [DONE]\n\n"
 """Chat Completions' last frame."""
@@ -18,3 +22,14 @@ def frame(data: Any, event: str | None = None) -> bytes:
     if event is None:
         return b"data: " + body + b"\n\n"
     return b"event: " + event.encode() + b"\ndata: " + body + b"\n\n"
+
+
+def event_object(data: bytes, noun: str = "event") -> dict[str, Any] | str:
+    """An upstream's stream ``data`` as its JSON object, or why it is none (``noun``: event, chunk)."""
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return f"the upstream sent a stream {noun} that is not JSON"
+    if not isinstance(payload, dict):
+        return f"the upstream sent a stream {noun} that is not an object"
+    return payload

@@ -15,23 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentkube.dataplane.llm.guardrails import PLACEHOLDERS, PiiRedaction
+from agentkube.dataplane.llm.guardrails import PLACEHOLDER_OF, PLACEHOLDERS, PiiRedaction
 from agentkube.dataplane.llm.guardrails.pii import iban_valid, luhn, verhoeff
 
 CORPUS = Path(__file__).resolve().parents[3] / "data" / "guardrails" / "pii.jsonl"
 PII = PiiRedaction()
-PLACEHOLDER = {
-    "email": "[EMAIL]",
-    "phone": "[PHONE]",
-    "card": "[CARD]",
-    "iban": "[IBAN]",
-    "national-id": "[NATIONAL_ID]",
-    "ip": "[IP_ADDRESS]",
-    "api-key": "[API_KEY]",
-    "jwt": "[JWT]",
-    "private-key": "[PRIVATE_KEY]",
-    "secret": "[SECRET]",
-}
 
 
 def corpus() -> list[dict[str, Any]]:
@@ -159,7 +147,7 @@ def test_every_type_stays_above_its_precision_and_recall_floors() -> None:
         out, found = PII.redact(row["text"])
         t = tally[row["kind"]]
         if row["label"] == "pii":
-            ok = row["value"] not in out and PLACEHOLDER[row["kind"]] in out
+            ok = row["value"] not in out and PLACEHOLDER_OF[row["kind"]] in out
             t["tp"] += ok
             t["pos"] += 1
             if not row.get("hard"):
@@ -168,7 +156,7 @@ def test_every_type_stays_above_its_precision_and_recall_floors() -> None:
         else:
             t["fp"] += bool(found)
             t["neg"] += 1
-    assert set(tally) == set(PLACEHOLDER)
+    assert set(tally) == set(PLACEHOLDER_OF)
     for kind, t in tally.items():
         assert t["neg"] >= 1, f"{kind}: no hard negatives"
         assert t["tp"] / (t["tp"] + t["fp"]) >= 0.95, kind
