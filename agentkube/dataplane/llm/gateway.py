@@ -53,12 +53,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import aiohttp
 import orjson
 import structlog
 from aiohttp import web
+from prometheus_client.metrics import MetricWrapperBase
 from yarl import URL
 
 from agentkube.dataplane.llm.apis import (
@@ -76,7 +77,7 @@ from agentkube.dataplane.llm.apis import (
 )
 from agentkube.dataplane.llm.auth import Clients, Unauthorized
 from agentkube.dataplane.llm.cache import Cache, Entry, StreamRecording, cache_key, cacheable, may_serve
-from agentkube.dataplane.llm.config import LLMGatewayConfig
+from agentkube.dataplane.llm.config import LLMGatewayConfig, Timeouts
 from agentkube.dataplane.llm.guardrails import Blocked, Guardrails
 from agentkube.dataplane.llm.metrics import GatewayMetrics, StreamUsage, Usage, usage_of
 from agentkube.dataplane.llm.providers import Outgoing, Provider
@@ -85,6 +86,8 @@ from agentkube.dataplane.llm.ratelimit import Limiter, scope_key
 from agentkube.dataplane.llm.routing import Candidate, Router, UnknownModel, retryable
 
 __all__ = ["Gateway", "Policies", "rewrite_model"]
+
+M = TypeVar("M", bound=MetricWrapperBase)
 
 log = structlog.get_logger("agentkube.llm.gateway")
 
@@ -204,8 +207,22 @@ class Gateway:
         self.debug = debug
         self.http: aiohttp.ClientSession | None = None
         self._owners = self._model_owners()
+        # Per request, labels() costs a lock and a validation of every value; the children of the
+        # few hot metrics are kept here instead (label values come from bounded sets, see metrics).
+        self._children: dict[tuple[Any, ...], Any] = {}
+        self._timeouts = {
+            name: _client_timeout(p.config.timeouts) for name, p in self.providers.items() if p is not None
+        }
         for name in self.providers:
             metrics.cooling.labels(name).set_function(_cooling(router, name))
+
+    def _child(self, metric: M, *values: str) -> M:
+        """``metric.labels(*values)``, made once per label set."""
+        key = (id(metric), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post(PATHS[CHAT], self._chat)
@@ -312,7 +329,8 @@ class Gateway:
         self, request: web.Request, api: API, *, count_tokens: bool = False
     ) -> web.StreamResponse:
         call = _Call(api, request, time.perf_counter(), count_tokens=count_tokens)
-        self.metrics.in_flight.labels(api).inc()
+        in_flight = self._child(self.metrics.in_flight, api)
+        in_flight.inc()
         span = self._server_span(call)
         response: web.StreamResponse
         try:
@@ -337,8 +355,11 @@ class Gateway:
                 )
                 response = self._failure(call, failure)
         finally:
-            self.metrics.in_flight.labels(api).dec()
-            self._finish(call, span)
+            in_flight.dec()
+            # The request's metrics, log line and span end once its answer is on its way: aiohttp
+            # writes a returned answer before the loop turns, and this runs on the next turn, before
+            # any I/O that turn brings (so a scrape after the answer still counts it).
+            asyncio.get_running_loop().call_soon(self._finish, call, span)
         return response
 
     def _failure(self, call: _Call, failure: Failure) -> web.Response:
@@ -384,8 +405,14 @@ class Gateway:
     async def _read(self, request: web.Request) -> bytes:
         limit = self.config.limits.max_request_bytes
         too_large = Failure("request_too_large", f"request body exceeds {limit} bytes")
-        if request.content_length is not None and request.content_length > limit:
+        length = request.content_length
+        if length is not None and length > limit:
             raise too_large
+        if length is not None:  # one read instead of a loop of chunks (the common case)
+            try:
+                return await request.content.readexactly(length)
+            except asyncio.IncompleteReadError as e:  # the client stopped early: what came is parsed
+                return e.partial
         body = bytearray()
         async for chunk in request.content.iter_chunked(65536):
             body += chunk
@@ -595,7 +622,7 @@ class Gateway:
                         outgoing.url,
                         data=outgoing.body,
                         headers=outgoing.headers,
-                        timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_seconds),
+                        timeout=self._timeouts.get(provider.name) or _client_timeout(timeouts),
                         **outgoing.extra,
                     )
                     try:
@@ -625,7 +652,7 @@ class Gateway:
                 self.metrics.upstream_responses.labels(provider.name, "error").inc()
                 _end_span(span, error=type(e).__name__)
                 return _Failed(provider.name, "connection", _describe(e), up_api)
-            self.metrics.upstream_responses.labels(provider.name, str(upstream.status)).inc()
+            self._child(self.metrics.upstream_responses, provider.name, str(upstream.status)).inc()
             if span is not None:
                 span.set_attribute("http.response.status_code", upstream.status)
             status = upstream.status
@@ -937,10 +964,10 @@ class Gateway:
         elapsed = time.perf_counter() - call.started
         code = str(call.status or 500)
         labels = (call.api, call.model_label, call.upstream)
-        self.metrics.requests.labels(*labels, call.client, code).inc()
-        self.metrics.request_seconds.labels(*labels).observe(elapsed)
+        self._child(self.metrics.requests, *labels, call.client, code).inc()
+        self._child(self.metrics.request_seconds, *labels).observe(elapsed)
         if call.first_byte is not None:
-            self.metrics.first_token_seconds.labels(*labels).observe(call.first_byte - call.started)
+            self._child(self.metrics.first_token_seconds, *labels).observe(call.first_byte - call.started)
         usage = call.usage
         if usage is not None:
             self.metrics.count_usage(usage, call.model_label, call.upstream, call.client)
@@ -978,6 +1005,10 @@ class Gateway:
 
 
 # -------------------------------------------------------------------------------------- helpers
+
+
+def _client_timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_seconds)
 
 
 def _cooling(router: Router, name: str) -> Callable[[], float]:
