@@ -21,14 +21,14 @@ checked, and no credential is required. ``CONTENT`` is the text a whole stream s
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 from typing import Any, cast
 
 import orjson
 
-__all__ = ["CONTENT", "CONTENT_CHUNKS", "MODEL", "main", "serve"]
+from bench.mcp_upstream import dechunk, run
+
+__all__ = ["CONTENT", "CONTENT_CHUNKS", "MODEL", "main"]
 
 MODEL = "bench-model"
 _WORDS = ["Hello", " from", " the", " bench", " upstream", ":", " a", " fixed", " answer", " of",
@@ -146,7 +146,7 @@ class _Connection(asyncio.Protocol):
             headers[key.strip().lower()] = value.strip()
         start = end + 4
         if "chunked" in headers.get("transfer-encoding", "").lower():
-            taken = _dechunk(self.buffer, start)
+            taken = dechunk(self.buffer, start)
             if taken is None:
                 return None
             body, consumed = taken
@@ -203,47 +203,8 @@ class _Connection(asyncio.Protocol):
         self.transport = None
 
 
-def _dechunk(buffer: bytearray, start: int) -> tuple[bytes, int] | None:
-    """A whole chunked body from ``buffer[start:]`` and where it ends, or None while incomplete."""
-    body = bytearray()
-    at = start
-    while True:
-        eol = buffer.find(b"\r\n", at)
-        if eol < 0:
-            return None
-        size = int(bytes(buffer[at:eol]).split(b";", 1)[0], 16)
-        at = eol + 2
-        if size == 0:
-            trailer = buffer.find(b"\r\n", at)  # no trailers are sent by the clients here
-            return (bytes(body), trailer + 2) if trailer >= 0 else None
-        if len(buffer) < at + size + 2:
-            return None
-        body += buffer[at : at + size]
-        at += size + 2
-
-
-async def serve(host: str, port: int) -> None:
-    """Serve until cancelled."""
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(_Connection, host, port, backlog=1024)
-    async with server:
-        await server.serve_forever()
-
-
 def main() -> None:
-    summary = __doc__.split("\n\n")[0]
-    parser = argparse.ArgumentParser(prog="python -m bench.llm_upstream", description=summary)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    try:
-        import uvloop
-
-        runner: Any = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a dependency of the data plane
-        runner = asyncio.run
-    with contextlib.suppress(KeyboardInterrupt):
-        runner(serve(args.host, args.port))
+    run("python -m bench.llm_upstream", __doc__, _Connection)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,12 @@ import argparse
 import asyncio
 import contextlib
 import secrets
+from collections.abc import Callable
 from typing import Any, cast
 
 import orjson
 
-__all__ = ["BIG_BYTES", "MODERN", "TOOLS", "main", "serve"]
+__all__ = ["BIG_BYTES", "MODERN", "TOOLS", "dechunk", "main", "run", "serve"]
 
 MODERN = "2026-07-28"
 SESSION_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
@@ -159,7 +160,7 @@ class _Connection(asyncio.Protocol):
             headers[key.strip().lower()] = value.strip()
         start = end + 4
         if "chunked" in headers.get("transfer-encoding", "").lower():
-            taken = _dechunk(self.buffer, start)
+            taken = dechunk(self.buffer, start)
             if taken is None:
                 return None
             body, consumed = taken
@@ -197,7 +198,7 @@ class _Connection(asyncio.Protocol):
         self.transport = None
 
 
-def _dechunk(buffer: bytearray, start: int) -> tuple[bytes, int] | None:
+def dechunk(buffer: bytearray, start: int) -> tuple[bytes, int] | None:
     """A whole chunked body from ``buffer[start:]`` and where it ends, or None while incomplete."""
     body = bytearray()
     at = start
@@ -216,17 +217,17 @@ def _dechunk(buffer: bytearray, start: int) -> tuple[bytes, int] | None:
         at += size + 2
 
 
-async def serve(host: str, port: int) -> None:
-    """Serve until cancelled."""
+async def serve(host: str, port: int, protocol: Callable[[], asyncio.Protocol] | None = None) -> None:
+    """Serve ``protocol`` (default: this module's MCP answers) until cancelled."""
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(_Connection, host, port, backlog=1024)
+    server = await loop.create_server(protocol or _Connection, host, port, backlog=1024)
     async with server:
         await server.serve_forever()
 
 
-def main() -> None:
-    summary = __doc__.split("\n\n")[0]
-    parser = argparse.ArgumentParser(prog="python -m bench.mcp_upstream", description=summary)
+def run(prog: str, doc: str, protocol: Callable[[], asyncio.Protocol]) -> None:
+    """The command line of a bench upstream: ``--host``, ``--port``, served under uvloop until Ctrl-C."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
@@ -237,7 +238,11 @@ def main() -> None:
     except ImportError:  # pragma: no cover - uvloop is a dependency of the data plane
         runner = asyncio.run
     with contextlib.suppress(KeyboardInterrupt):
-        runner(serve(args.host, args.port))
+        runner(serve(args.host, args.port, protocol))
+
+
+def main() -> None:
+    run("python -m bench.mcp_upstream", __doc__, _Connection)
 
 
 if __name__ == "__main__":
