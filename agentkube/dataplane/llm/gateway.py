@@ -272,15 +272,22 @@ class Gateway:
             owners[model] = provider
         return owners
 
-    async def _models(self, request: web.Request) -> web.Response:
-        anthropic = _speaks_anthropic(request)
-        api: API = MESSAGES if anthropic else CHAT
+    def _models_api(self, request: web.Request) -> tuple[API, web.Response | None]:
+        """The API a models request speaks (Anthropic's or OpenAI's), and the 401 in its shape when
+        the client is not let in."""
+        api: API = MESSAGES if _speaks_anthropic(request) else CHAT
         try:
             self.clients.identify(request.headers)
         except Unauthorized as e:
-            return _error_response(api, Failure("authentication", str(e)))
+            return api, _error_response(api, Failure("authentication", str(e)))
+        return api, None
+
+    async def _models(self, request: web.Request) -> web.Response:
+        api, refused = self._models_api(request)
+        if refused is not None:
+            return refused
         models = self.router.models
-        if not anthropic:
+        if api != MESSAGES:
             data = [_openai_model(m, self._owners[m]) for m in models]
             return _json_response({"object": "list", "data": data})
         query = request.query
@@ -296,10 +303,9 @@ class Gateway:
         if "before_id" in query and query["before_id"] in chosen:
             chosen = chosen[: chosen.index(query["before_id"])]
             page = chosen[-limit:]
-            has_more = len(chosen) > limit
         else:
             page = chosen[:limit]
-            has_more = len(chosen) > limit
+        has_more = len(chosen) > limit
         return _json_response(
             {
                 "data": [_anthropic_model(m) for m in page],
@@ -310,16 +316,13 @@ class Gateway:
         )
 
     async def _model(self, request: web.Request) -> web.Response:
-        anthropic = _speaks_anthropic(request)
-        api: API = MESSAGES if anthropic else CHAT
-        try:
-            self.clients.identify(request.headers)
-        except Unauthorized as e:
-            return _error_response(api, Failure("authentication", str(e)))
+        api, refused = self._models_api(request)
+        if refused is not None:
+            return refused
         model = request.match_info["model"]
         if model not in self._owners:
             return _error_response(api, _unknown_model(model))
-        if anthropic:
+        if api == MESSAGES:
             return _json_response(_anthropic_model(model))
         return _json_response(_openai_model(model, self._owners[model]))
 
