@@ -28,7 +28,6 @@ __all__ = [
     "LocalCluster",
     "call_tool_text",
     "condition",
-    "pid_alive",
     "sample",
     "start_local_cluster",
 ]
@@ -46,15 +45,6 @@ def condition(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any]:
         if c.get("type") == ctype:
             return dict(c)
     return {}
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process exists and is not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 @dataclass

@@ -22,9 +22,10 @@ import pytest
 from mcp.client.client import Client
 
 from agentkube.testing import eventually
-from test.e2e.cluster_harness import DEADLINE, LocalCluster, call_tool_text, condition, pid_alive, sample
+from test.e2e.cluster_harness import DEADLINE, LocalCluster, call_tool_text, condition, sample
 from test.e2e.peers import HttpPeer, time_stdio
 from test.e2e.proxy_harness import run_fixture
+from test.processes import container_pid, pid_alive
 
 pytestmark = pytest.mark.e2e
 
@@ -73,9 +74,9 @@ async def _tool_names(url: str) -> list[str]:
 
 
 def _pids(pods: list[dict[str, Any]]) -> list[int]:
-    """The process ids the local node reports as container ids (``agentkube-local://<pid>``)."""
-    ids = [c.get("containerID", "") for p in pods for c in p["status"].get("containerStatuses") or []]
-    return [int(i.rsplit("/", 1)[1]) for i in ids if i.startswith("agentkube-local://")]
+    """The process ids the local node reports as the pods' container ids."""
+    statuses = [c for p in pods for c in p["status"].get("containerStatuses") or []]
+    return [container_pid(c) for c in statuses if c.get("containerID", "").startswith("agentkube-local://")]
 
 
 async def _pod_requests(proxy: str, pod: dict[str, Any], method: str) -> float:

@@ -19,8 +19,8 @@ import yaml
 from mcp.client.client import Client
 
 from agentkube.testing import find_assets
-from test.e2e.cluster_harness import pid_alive
 from test.e2e.peers import time_stdio
+from test.processes import descendants, pid_alive
 
 pytestmark = pytest.mark.e2e
 
@@ -49,25 +49,6 @@ class _Output:
                     break
                 self.seen += chunk.decode(errors="replace")
         raise AssertionError(f"no line matching {pattern!r} within {timeout}s; output:\n{self.seen[-4000:]}")
-
-
-def _descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` (from /proc), so the test can check that Ctrl-C ended them all."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
 
 
 async def _tool_names(url: str) -> set[str]:
@@ -134,7 +115,7 @@ def test_make_run_serves_an_applied_mcp_at_a_printed_address_and_ctrl_c_ends_it_
         assert waited.returncode == 0, waited.stderr + out.seen[-4000:]
         address = out.until(r"^agentkube: service default/time:8080 answers at (http://\S+)$", 60).group(1)
         assert "get_current_time" in asyncio.run(_tool_names(f"{address}/mcp"))
-        running = _descendants(proc.pid)
+        running = set(descendants(proc.pid))
         assert len(running) >= 5  # etcd, kube-apiserver, kube-controller-manager, the node, its pods
     finally:
         proc.send_signal(signal.SIGINT)

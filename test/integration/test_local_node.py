@@ -32,6 +32,7 @@ from agentkube.runtime.errors import ApiError, NotFound
 from agentkube.runtime.gvk import GVK
 from agentkube.testing import ControlPlane, eventually
 from agentkube.testing.controlplane import _die_with_parent
+from test.processes import container_pid, descendants, pid_alive
 
 pytestmark = pytest.mark.integration
 
@@ -145,43 +146,6 @@ def container_status(pod: dict[str, Any], name: str = "server") -> dict[str, Any
 
 def waiting_reason(pod: dict[str, Any], name: str = "server") -> str:
     return str(container_status(pod, name).get("state", {}).get("waiting", {}).get("reason", ""))
-
-
-def container_pid(status: dict[str, Any]) -> int:
-    """The pid the local node reports as the container id (``agentkube-local://<pid>``)."""
-    return int(status["containerID"].rsplit("/", 1)[1])
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process exists and is not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def descendants(pid: int) -> dict[int, str]:
-    """Every living process under ``pid``, with its command line."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    found: dict[int, str] = {}
-    todo = list(children.get(pid, []))
-    while todo:
-        child = todo.pop()
-        try:
-            found[child] = (Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()).strip()
-        except OSError:
-            continue
-        todo.extend(children.get(child, []))
-    return found
 
 
 async def all_gone(pids: dict[int, str] | list[int], what: str, within: float = DEADLINE) -> None:
