@@ -78,22 +78,20 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
 
 import aiohttp
 import orjson
 
 from bench.llm_upstream import CONTENT, MODEL
-from bench.mcp_proxy import Processes
+from bench.mcp_proxy import Processes, _core_busy, _free_port, _run, _terminate
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path.home() / ".cache" / "agentkube" / "bench"
@@ -165,37 +163,9 @@ LITELLM_ENV = {
     "LITELLM_LOG": "ERROR",
 }
 
-T = TypeVar("T")
 
 DIRECT, DIRECT_C1, AGENTKUBE_LABEL, LITELLM = "direct", "direct (core 1)", "agentkube", "LiteLLM"
 COLUMNS = (DIRECT, DIRECT_C1, AGENTKUBE_LABEL, LITELLM)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a data-plane dependency
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _core_busy(core: int) -> float:
-    """Seconds ``core`` has been busy since boot (everything but idle and iowait), from /proc/stat."""
-    with open("/proc/stat") as stat:
-        for line in stat:
-            if line.startswith(f"cpu{core} "):
-                ticks = [int(v) for v in line.split()[1:]]
-                return (sum(ticks[:8]) - ticks[3] - ticks[4]) / _TICK
-    return float("nan")
 
 
 # -------------------------------------------------------------------------------------------- tools
@@ -919,10 +889,6 @@ def report(results: Results, args: argparse.Namespace) -> None:
 
 
 # -------------------------------------------------------------------------------------------- main
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # unwinds through the finally that ends every process
 
 
 def _start_subjects(
