@@ -1,7 +1,10 @@
 """The client APIs the LLM gateway speaks, and each one's own error envelope.
 
-Four APIs, named by the constants every part of the gateway shares (``CHAT``, ``RESPONSES``,
-``EMBEDDINGS``, ``MESSAGES``); ``PATHS`` says where each is served. Two families of error envelope:
+Four client APIs, named by the constants every part of the gateway shares (``CHAT``, ``RESPONSES``,
+``EMBEDDINGS``, ``MESSAGES``); ``PATHS`` says where each is served. Two more are spoken only towards
+an upstream (``CONVERSE`` for Bedrock, ``GEMINI`` for Vertex AI): requests are translated into them and
+their answers out of them, and their errors reach the gateway already in a client envelope (the
+provider module rewrites them, ``Provider.error_envelope``). Two families of error envelope:
 
 - OpenAI (Chat Completions, Responses, embeddings): ``{"error": {"message", "type", "param", "code"}}``
 - Anthropic (Messages): ``{"type": "error", "error": {"type", "message"}}``
@@ -25,8 +28,10 @@ __all__ = [
     "API",
     "APIS",
     "CHAT",
+    "CONVERSE",
     "COUNT_TOKENS_PATH",
     "EMBEDDINGS",
+    "GEMINI",
     "KINDS",
     "MESSAGES",
     "PATHS",
@@ -39,7 +44,14 @@ __all__ = [
     "stream_error",
 ]
 
-API = Literal["openai-chat", "openai-responses", "openai-embeddings", "anthropic-messages"]
+API = Literal[
+    "openai-chat",
+    "openai-responses",
+    "openai-embeddings",
+    "anthropic-messages",
+    "bedrock-converse",
+    "google-gemini",
+]
 
 CHAT: Final = "openai-chat"
 """OpenAI Chat Completions, ``POST /v1/chat/completions``."""
@@ -49,6 +61,10 @@ EMBEDDINGS: Final = "openai-embeddings"
 """OpenAI embeddings, ``POST /v1/embeddings``."""
 MESSAGES: Final = "anthropic-messages"
 """Anthropic Messages, ``POST /v1/messages`` (and ``/v1/messages/count_tokens``)."""
+CONVERSE: Final = "bedrock-converse"
+"""Amazon Bedrock's Converse / ConverseStream: an upstream API only, never a client's."""
+GEMINI: Final = "google-gemini"
+"""Google's Gemini ``generateContent`` / ``streamGenerateContent``: an upstream API only."""
 
 APIS: Final[tuple[API, ...]] = (CHAT, RESPONSES, EMBEDDINGS, MESSAGES)
 STREAMING_APIS: Final[frozenset[API]] = frozenset({CHAT, RESPONSES, MESSAGES})

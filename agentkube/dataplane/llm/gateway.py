@@ -79,9 +79,9 @@ from agentkube.dataplane.llm.auth import Clients, Unauthorized
 from agentkube.dataplane.llm.cache import Cache, Entry, StreamRecording, cache_key, cacheable, may_serve
 from agentkube.dataplane.llm.config import LLMGatewayConfig, Timeouts
 from agentkube.dataplane.llm.guardrails import Blocked, Guardrails
-from agentkube.dataplane.llm.metrics import GatewayMetrics, StreamUsage, Usage, usage_of
+from agentkube.dataplane.llm.metrics import GatewayMetrics, StreamUsage, Usage, from_ir, usage_of
 from agentkube.dataplane.llm.providers import Outgoing, Provider
-from agentkube.dataplane.llm.providers.sse import EventTooLarge, SseSplitter
+from agentkube.dataplane.llm.providers.sse import EventTooLarge
 from agentkube.dataplane.llm.ratelimit import Limiter, scope_key
 from agentkube.dataplane.llm.routing import Candidate, Router, UnknownModel, retryable
 
@@ -512,8 +512,8 @@ class Gateway:
         assert self.translate is not None
         return self.translate
 
-    def _upstream_api(self, provider: Provider, api: API) -> API | None:
-        chosen = provider.api_for(api)
+    def _upstream_api(self, provider: Provider, api: API, model: str) -> API | None:
+        chosen = provider.api_for(api, model)
         if chosen is not None and chosen != api and self.translate is None:
             return None
         return chosen
@@ -527,7 +527,7 @@ class Gateway:
                 for c in candidates
                 if (p := self.providers.get(c.upstream)) is not None
                 and p.counts_tokens
-                and self._upstream_api(p, MESSAGES) == MESSAGES
+                and self._upstream_api(p, MESSAGES, c.model) == MESSAGES
             ]
             if not counting:
                 return self._estimate_tokens(call)
@@ -541,7 +541,7 @@ class Gateway:
                 )
                 continue
             for _ in range(2):  # a second round only after refuse(): the same upstream, translated
-                up_api = self._upstream_api(provider, call.api)
+                up_api = self._upstream_api(provider, call.api, candidate.model)
                 if up_api is None:
                     skipped.append(self._why_not(provider, call.api))
                     break
@@ -613,7 +613,12 @@ class Gateway:
     ) -> web.StreamResponse | _Failed:
         payload = self._payload(call, candidate, up_api)
         outgoing = await provider.prepare(
-            up_api, candidate.model, payload, call.request.headers, count_tokens=call.count_tokens
+            up_api,
+            candidate.model,
+            payload,
+            call.request.headers,
+            count_tokens=call.count_tokens,
+            stream=call.stream,
         )
         timeouts = provider.config.timeouts
         assert self.http is not None, "the gateway's client session is made when it starts"
@@ -632,7 +637,7 @@ class Gateway:
                         streaming = (
                             call.stream
                             and upstream.status < 300
-                            and upstream.content_type == "text/event-stream"
+                            and upstream.content_type in provider.stream_types
                         )
                         if streaming:
                             first = await upstream.content.readany()
@@ -679,13 +684,16 @@ class Gateway:
                     provider.refuse(up_api)
                     raise _Retranslate
                 content_type = upstream.headers.get("Content-Type", JSON)
+                err_api, rewritten = provider.error_envelope(up_api, status, body, upstream.headers)
+                if rewritten is not body:
+                    body, content_type = rewritten, JSON
                 if retryable(status):
                     reason = "429" if status == 429 else "5xx"
                     return _Failed(
                         provider.name,
                         reason,
                         f"answered {status}",
-                        up_api,
+                        err_api,
                         status,
                         body,
                         passed,
@@ -693,7 +701,7 @@ class Gateway:
                     )
                 self.router.succeeded(provider.name)
                 call.upstream = provider.name
-                return self._upstream_error(call, up_api, status, body, content_type, passed)
+                return self._upstream_error(call, err_api, status, body, content_type, passed)
             call.upstream = provider.name
             if span is not None:
                 span.set_attribute("gen_ai.response.model", candidate.model)
@@ -824,7 +832,7 @@ class Gateway:
     ) -> web.StreamResponse:
         """Send the stream on as it arrives (translated when the APIs differ); never retried."""
         self.router.succeeded(provider.name)
-        same = up_api == call.api
+        same = up_api == call.api and not provider.reframes
         translator = None
         if not same:
             options = call.body.get("stream_options")
@@ -832,7 +840,7 @@ class Gateway:
             translator = self._translator.stream(
                 up_api, call.api, model=call.model, include_usage=include_usage
             )
-        splitter = SseSplitter()
+        splitter = provider.stream_events()
         usage = StreamUsage(up_api)
         recording = StreamRecording() if call.cache_key is not None else None
         response = web.StreamResponse(
@@ -900,6 +908,8 @@ class Gateway:
                 failure = Failure("bad_gateway", f"upstream {provider.name} failed mid-stream: {reason}")
             await response.write(stream_error(call.api, failure, sequence_number=sent))
         call.usage = usage.usage
+        if call.usage is None and translator is not None and translator.usage is not None:
+            call.usage = from_ir(translator.usage)
         await response.write_eof()
         if recording is not None and call.status < 300:
             await self._store(call, recording.entry(call.status, SSE_HEADERS["Content-Type"]))

@@ -9,7 +9,9 @@ key, a prompt or a response.
 ``usage_of(api, body)`` reads a whole response's token counts in the shape of ``api``;
 ``StreamUsage`` does the same for a stream, one event at a time, looking inside only the events
 that carry usage (Chat Completions' last chunk with ``stream_options.include_usage``, Responses'
-``response.completed``, Messages' ``message_start`` and ``message_delta``).
+``response.completed``, Messages' ``message_start`` and ``message_delta``, Converse's ``metadata``,
+Gemini's ``usageMetadata`` of each chunk, the last one counting). ``from_ir`` takes a translator's
+usage.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from agentkube.dataplane.llm.apis import API, CHAT, EMBEDDINGS, MESSAGES, RESPONSES
+from agentkube.dataplane.llm.apis import API, CHAT, CONVERSE, EMBEDDINGS, GEMINI, MESSAGES, RESPONSES
+from agentkube.dataplane.llm.translate import ir
 
-__all__ = ["GatewayMetrics", "StreamUsage", "Usage", "usage_of"]
+__all__ = ["GatewayMetrics", "StreamUsage", "Usage", "from_ir", "usage_of"]
 
 # Model calls run from tens of milliseconds to many minutes.
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200)
@@ -69,10 +72,34 @@ def _anthropic_usage(usage: dict[str, Any]) -> Usage:
     )
 
 
+def from_ir(usage: ir.Usage) -> Usage:
+    """A translator's usage (input counted with the cached tokens) as the gateway counts it."""
+    cached = usage.cache_read_tokens + usage.cache_write_tokens
+    return Usage(
+        input=max(0, usage.input_tokens - cached),
+        output=usage.output_tokens,
+        cache_read=usage.cache_read_tokens,
+        cache_write=usage.cache_write_tokens,
+    )
+
+
+def _gemini_usage(usage: dict[str, Any]) -> Usage:
+    cached = _int(usage.get("cachedContentTokenCount"))
+    # Gemini counts cached tokens inside the prompt, and thinking apart from the candidates.
+    return Usage(
+        input=max(0, _int(usage.get("promptTokenCount")) - cached),
+        output=_int(usage.get("candidatesTokenCount")) + _int(usage.get("thoughtsTokenCount")),
+        cache_read=cached,
+    )
+
+
 def usage_of(api: API, body: Any) -> Usage | None:
     """The usage a whole (non-stream) response of ``api`` reports, or None when it has none."""
     if not isinstance(body, dict):
         return None
+    if api == GEMINI:
+        metadata = body.get("usageMetadata")
+        return _gemini_usage(metadata) if isinstance(metadata, dict) else None
     usage = body.get("usage")
     if not isinstance(usage, dict):
         return None
@@ -80,6 +107,13 @@ def usage_of(api: API, body: Any) -> Usage | None:
         return _openai_usage(usage, "prompt_tokens", "completion_tokens", "prompt_tokens_details")
     if api == RESPONSES:
         return _openai_usage(usage, "input_tokens", "output_tokens", "input_tokens_details")
+    if api == CONVERSE:
+        return Usage(
+            input=_int(usage.get("inputTokens")),
+            output=_int(usage.get("outputTokens")),
+            cache_read=_int(usage.get("cacheReadInputTokens")),
+            cache_write=_int(usage.get("cacheWriteInputTokens")),
+        )
     return _anthropic_usage(usage)
 
 
@@ -91,7 +125,7 @@ class StreamUsage:
         self.usage: Usage | None = None
 
     def feed(self, event: str | None, data: bytes) -> None:
-        if b'"usage"' not in data:
+        if b'"usage' not in data:
             return
         try:
             body = orjson.loads(data)
@@ -99,8 +133,9 @@ class StreamUsage:
             return
         if not isinstance(body, dict):
             return
-        if self.api == CHAT:
-            self.usage = usage_of(CHAT, body) or self.usage
+        if self.api in (CHAT, CONVERSE, GEMINI):
+            # Chat's last chunk, Converse's metadata event, every Gemini chunk (cumulative counts).
+            self.usage = usage_of(self.api, body) or self.usage
         elif self.api == RESPONSES:
             response = body.get("response")
             if body.get("type") in ("response.completed", "response.incomplete", "response.failed"):

@@ -37,6 +37,7 @@ class AnthropicProvider(Provider):
         client_headers: Mapping[str, str],
         *,
         count_tokens: bool = False,
+        stream: bool = False,
     ) -> Outgoing:
         if api != MESSAGES:
             raise ProviderError(f"upstream {self.name} (anthropic) speaks only {MESSAGES}, not {api}")

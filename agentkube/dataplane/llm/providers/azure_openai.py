@@ -62,6 +62,7 @@ class AzureOpenAIProvider(Provider):
         client_headers: Mapping[str, str],
         *,
         count_tokens: bool = False,
+        stream: bool = False,
     ) -> Outgoing:
         if api not in OPENAI_PATHS or count_tokens:
             raise ProviderError(f"upstream {self.name} (azure-openai) does not serve {api}")

@@ -33,6 +33,7 @@ class _Compatible(OpenAIProvider):
         client_headers: Mapping[str, str],
         *,
         count_tokens: bool = False,
+        stream: bool = False,
     ) -> Outgoing:
         if api != MESSAGES:
             return await super().prepare(api, model, body, client_headers, count_tokens=count_tokens)

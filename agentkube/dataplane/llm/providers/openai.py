@@ -40,6 +40,7 @@ class OpenAIProvider(Provider):
         client_headers: Mapping[str, str],
         *,
         count_tokens: bool = False,
+        stream: bool = False,
     ) -> Outgoing:
         path = OPENAI_PATHS.get(api)
         if path is None or count_tokens:

@@ -1,4 +1,5 @@
-"""Translation between OpenAI Chat Completions, OpenAI Responses and Anthropic Messages.
+"""Translation between OpenAI Chat Completions, OpenAI Responses and Anthropic Messages (and into
+the two upstream-only APIs, Bedrock's Converse and Google's Gemini).
 
 The gateway calls this package only when the client's API and the upstream's differ (when they
 match it forwards bytes); every function here also accepts ``src == dst`` and then changes nothing
@@ -14,6 +15,8 @@ A request that cannot be translated without changing what it asks raises ``Trans
 the client's envelope (``apis.error_body``). An upstream answer too malformed to read raises
 ``UpstreamError`` of kind ``bad_gateway``; a ``failed`` Responses answer raises its own error.
 Embeddings (``openai-embeddings``) are never translated: asking raises ``TranslationError``.
+Converse (``bedrock_converse``) and Gemini (``gemini``) are only ever an upstream's API: a request is
+built in them and their answers and streams are read from them, never the other way.
 
 Every translation goes through one internal form (``ir``), so what is lossy is decided once per API
 and documented in that API's module (``openai_chat``, ``openai_responses``, ``anthropic_messages``).
@@ -54,8 +57,15 @@ from __future__ import annotations
 
 from typing import Any, Final, Protocol
 
-from agentkube.dataplane.llm.apis import API, CHAT, EMBEDDINGS, MESSAGES, RESPONSES
-from agentkube.dataplane.llm.translate import anthropic_messages, ir, openai_chat, openai_responses
+from agentkube.dataplane.llm.apis import API, CHAT, CONVERSE, EMBEDDINGS, GEMINI, MESSAGES, RESPONSES
+from agentkube.dataplane.llm.translate import (
+    anthropic_messages,
+    bedrock_converse,
+    gemini,
+    ir,
+    openai_chat,
+    openai_responses,
+)
 from agentkube.dataplane.llm.translate.errors import TranslationError, UpstreamError, translate_error
 
 __all__ = [
@@ -108,10 +118,15 @@ class StreamTranslator(Protocol):
 
 
 _CHAT_APIS: Final = (CHAT, RESPONSES, MESSAGES)
+_UPSTREAM_ONLY: Final = (CONVERSE, GEMINI)
 
 
-def _check(src: API, dst: API) -> None:
+def _check(src: API, dst: API, *, client: API | None = None) -> None:
+    if client in _UPSTREAM_ONLY:
+        raise TranslationError("model", f"{client} is an upstream's API, never a client's")
     for api in (src, dst):
+        if api in _UPSTREAM_ONLY:
+            continue
         if api == EMBEDDINGS and src != dst:
             raise TranslationError(
                 "model", "embeddings are not translated; use a model whose upstream serves embeddings"
@@ -137,6 +152,10 @@ def build_request(
         return openai_chat.build_request(req, model)
     if dst == RESPONSES:
         return openai_responses.build_request(req, model)
+    if dst == CONVERSE:
+        return bedrock_converse.build_request(req, model)
+    if dst == GEMINI:
+        return gemini.build_request(req, model)
     if default_max_tokens is not None:
         return anthropic_messages.build_request(req, model, default_max_tokens=default_max_tokens)
     return anthropic_messages.build_request(req, model)
@@ -152,7 +171,7 @@ def request(
     """
     if not isinstance(body, dict):
         raise TranslationError("body", "must be a JSON object")
-    _check(src, dst)
+    _check(src, dst, client=src)
     if src == dst:
         return {**body, "model": model}
     return build_request(parse_request(body, src, dst), dst, model, default_max_tokens=default_max_tokens)
@@ -166,6 +185,10 @@ def parse_response(body: dict[str, Any], src: API) -> ir.Response:
         return openai_chat.parse_response(body)
     if src == RESPONSES:
         return openai_responses.parse_response(body)
+    if src == CONVERSE:
+        return bedrock_converse.parse_response(body)
+    if src == GEMINI:
+        return gemini.parse_response(body)
     return anthropic_messages.parse_response(body)
 
 
@@ -183,7 +206,7 @@ def response(body: dict[str, Any], src: API, dst: API, *, model: str) -> dict[st
 
     ``model`` is the model name the client sees (its alias). Same API: only ``model`` is rewritten.
     """
-    _check(src, dst)
+    _check(src, dst, client=dst)
     if src == dst:
         return {**body, "model": model} if isinstance(body, dict) and "model" in body else body
     return build_response(parse_response(body, src), dst, model)
@@ -251,6 +274,10 @@ def _decoder(src: API) -> _Decoder:
         return openai_chat.Decoder()
     if src == RESPONSES:
         return openai_responses.Decoder()
+    if src == CONVERSE:
+        return bedrock_converse.Decoder()
+    if src == GEMINI:
+        return gemini.Decoder()
     return anthropic_messages.Decoder()
 
 
@@ -260,7 +287,7 @@ def stream(src: API, dst: API, *, model: str, include_usage: bool = False) -> St
     ``model`` is the model name the client sees. ``include_usage`` is the Chat client's
     ``stream_options.include_usage`` (other clients always get usage). Same API: events pass unchanged.
     """
-    _check(src, dst)
+    _check(src, dst, client=dst)
     if src == EMBEDDINGS:
         raise TranslationError("stream", "embeddings do not stream")
     if src == dst:

@@ -31,7 +31,7 @@ async def test_openai_bearer_and_paths_with_or_without_v1() -> None:
     p = provider(provider="openai")
     assert (await p.prepare(RESPONSES, "m", b"", {})).url.endswith("/v1/responses")
     assert (await p.prepare(EMBEDDINGS, "m", b"", {})).url.endswith("/v1/embeddings")
-    assert [p.api_for(a) for a in (CHAT, RESPONSES, EMBEDDINGS, MESSAGES)] == [
+    assert [p.api_for(a, "m") for a in (CHAT, RESPONSES, EMBEDDINGS, MESSAGES)] == [
         CHAT,
         RESPONSES,
         EMBEDDINGS,
@@ -50,7 +50,7 @@ async def test_anthropic_key_version_and_betas() -> None:
     plain = await p.prepare(MESSAGES, "m", b"{}", {}, count_tokens=True)
     assert plain.url == "https://api.anthropic.com/v1/messages/count_tokens"
     assert plain.headers["anthropic-version"] == "2023-06-01" and "anthropic-beta" not in plain.headers
-    assert [p.api_for(a) for a in (CHAT, RESPONSES, EMBEDDINGS, MESSAGES)] == [
+    assert [p.api_for(a, "m") for a in (CHAT, RESPONSES, EMBEDDINGS, MESSAGES)] == [
         MESSAGES,
         MESSAGES,
         None,
@@ -96,15 +96,15 @@ async def test_azure_v1_api(endpoint: str, version: str | None) -> None:
 async def test_compatible_servers_speak_messages_until_they_refuse() -> None:
     for kind in ("ollama", "vllm"):
         p = provider(provider=kind, endpoint="http://local:11434", apiKeyEnv=None)
-        assert p.api_for(MESSAGES) == MESSAGES
+        assert p.api_for(MESSAGES, "m") == MESSAGES
         out = await p.prepare(MESSAGES, "m", b"{}", {"anthropic-version": "2023-06-01"})
         assert out.url == "http://local:11434/v1/messages" and "Authorization" not in out.headers
         assert out.headers["anthropic-version"] == "2023-06-01"
         assert (await p.prepare(CHAT, "m", b"{}", {})).url == "http://local:11434/v1/chat/completions"
         p.refuse(MESSAGES)
-        assert p.api_for(MESSAGES) == CHAT
+        assert p.api_for(MESSAGES, "m") == CHAT
         p.refuse(CHAT)  # the API it translates into is never given up
-        assert p.api_for(CHAT) == CHAT
+        assert p.api_for(CHAT, "m") == CHAT
     keyed = provider(provider="vllm", endpoint="http://vllm:8000/v1")
     assert (await keyed.prepare(CHAT, "m", b"", {})).headers["Authorization"] == "Bearer sk-provider"
 
