@@ -16,7 +16,10 @@ What a caller may rely on:
 - A client that goes away mid-request cancels its handler (aiohttp's ``handler_cancellation``), so
   work done for nobody stops.
 - ``configure_logging`` sets up structlog: JSON lines by default (one object per line, what log
-  collectors parse), or console output for a terminal.
+  collectors parse), or console output for a terminal. JSON lines logged while the event loop runs
+  are written together at the end of the loop's turn (one ``write`` for all the requests that
+  finished in it, not one each); lines logged outside the loop, and those pending at exit, are
+  written at once. A process killed with SIGKILL loses at most the lines of its last turn.
 - ``serve_main`` is a program's command line: ``--config PATH`` (required), ``--host``,
   ``--log-level`` and ``--log-format``; a config that does not load or a program that cannot be
   built prints ``<prog>: <error>`` on stderr and returns 2; otherwise it serves until the drain ends
@@ -27,13 +30,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Literal, Protocol
 
+import orjson
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -45,14 +51,71 @@ Hook = Callable[[], Awaitable[None]]
 log = structlog.get_logger("agentkube.dataplane")
 
 
+class _LineWriter:
+    """structlog's logger for JSON lines: bytes gathered per event-loop turn, written in one go."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._pending = bytearray()
+        self._scheduled = False
+        atexit.register(self.flush)
+
+    def msg(self, line: bytes) -> None:
+        self._pending += line
+        self._pending += b"\n"
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._scheduled = True
+        loop.call_soon(self.flush)
+
+    info = debug = warning = warn = error = critical = exception = fatal = failure = err = log = msg
+
+    def flush(self) -> None:
+        self._scheduled = False
+        pending = self._pending
+        written = 0
+        try:
+            while written < len(pending):
+                written += os.write(self._fd, pending[written:] if written else pending)
+        except BlockingIOError:  # a non-blocking stderr that is full: the rest goes with the next line
+            del pending[:written]
+            return
+        except OSError:
+            pass  # stderr is gone; a log line is not worth failing a request for
+        pending.clear()
+
+
+_lines: _LineWriter | None = None
+
+
+def _line_writer(*args: Any) -> _LineWriter:
+    global _lines
+    if _lines is None:
+        sys.stderr.flush()
+        _lines = _LineWriter(sys.stderr.fileno())
+    return _lines
+
+
 def configure_logging(level: str = "info", fmt: Literal["json", "console"] = "json") -> None:
     """structlog for a data-plane program: level by name, JSON lines or console, ISO timestamps."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}")
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
-    )
+    # JSON lines are rendered by orjson as bytes (half the cost of the standard json module, which
+    # matters at one line per request); the console form is for people and stays text.
+    renderer: Any
+    factory: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        factory = _line_writer
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        factory = structlog.PrintLoggerFactory(sys.stderr)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -62,7 +125,7 @@ def configure_logging(level: str = "info", fmt: Literal["json", "console"] = "js
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=factory,
         cache_logger_on_first_use=True,
     )
     # aiohttp's own access log is off: requests are counted in metrics, and errors are ours to log.

@@ -55,13 +55,14 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Final, TypeVar
 
-import aiohttp
 import orjson
 import structlog
 from aiohttp import web
 from prometheus_client.metrics import MetricWrapperBase
 from yarl import URL
 
+from agentkube.dataplane.http1 import ClientError, Pool
+from agentkube.dataplane.http1 import Response as UpstreamResponse
 from agentkube.dataplane.llm.apis import (
     API,
     CHAT,
@@ -77,7 +78,7 @@ from agentkube.dataplane.llm.apis import (
 )
 from agentkube.dataplane.llm.auth import Clients, Unauthorized
 from agentkube.dataplane.llm.cache import Cache, Entry, StreamRecording, cache_key, cacheable, may_serve
-from agentkube.dataplane.llm.config import LLMGatewayConfig, Timeouts
+from agentkube.dataplane.llm.config import LLMGatewayConfig
 from agentkube.dataplane.llm.guardrails import Blocked, Guardrails
 from agentkube.dataplane.llm.metrics import GatewayMetrics, StreamUsage, Usage, from_ir, usage_of
 from agentkube.dataplane.llm.providers import Outgoing, Provider
@@ -205,14 +206,11 @@ class Gateway:
         self.translate = self.policies.translate
         self.tracer = tracer
         self.debug = debug
-        self.http: aiohttp.ClientSession | None = None
+        self.http: Pool | None = None
         self._owners = self._model_owners()
         # Per request, labels() costs a lock and a validation of every value; the children of the
         # few hot metrics are kept here instead (label values come from bounded sets, see metrics).
         self._children: dict[tuple[Any, ...], Any] = {}
-        self._timeouts = {
-            name: _client_timeout(p.config.timeouts) for name, p in self.providers.items() if p is not None
-        }
         for name in self.providers:
             metrics.cooling.labels(name).set_function(_cooling(router, name))
 
@@ -626,11 +624,12 @@ class Gateway:
         try:
             try:
                 async with asyncio.timeout(timeouts.first_byte_seconds):
-                    upstream = await self.http.post(
+                    upstream = await self.http.request(
+                        "POST",
                         outgoing.url,
-                        data=outgoing.body,
-                        headers=outgoing.headers,
-                        timeout=self._timeouts.get(provider.name) or _client_timeout(timeouts),
+                        outgoing.headers,
+                        outgoing.body,
+                        connect_seconds=timeouts.connect_seconds,
                         **outgoing.extra,
                     )
                     try:
@@ -640,13 +639,11 @@ class Gateway:
                             and upstream.content_type in provider.stream_types
                         )
                         if streaming:
-                            first = await upstream.content.readany()
+                            first = await upstream.readany()
                             body = b""
                         else:
                             first = b""
-                            body = await _read_bounded(
-                                upstream, None if upstream.status < 300 else MAX_ERROR_BYTES
-                            )
+                            body = await upstream.read(None if upstream.status < 300 else MAX_ERROR_BYTES)
                     except BaseException:
                         upstream.release()
                         raise
@@ -656,7 +653,7 @@ class Gateway:
                 return _Failed(
                     provider.name, "timeout", f"no answer within {timeouts.first_byte_seconds:g} s", up_api
                 )
-            except aiohttp.ClientError as e:
+            except ClientError as e:
                 self.metrics.upstream_responses.labels(provider.name, "error").inc()
                 _end_span(span, error=type(e).__name__)
                 return _Failed(provider.name, "connection", _describe(e), up_api)
@@ -716,7 +713,7 @@ class Gateway:
                 return await self._relay(call, provider, candidate, up_api, upstream, first)
             finally:
                 # A stream read to its end goes back to the pool; one cut short is closed.
-                if upstream.content.at_eof():
+                if upstream.at_eof():
                     upstream.release()
                 else:
                     upstream.close()
@@ -731,7 +728,7 @@ class Gateway:
         provider: Provider,
         candidate: Candidate,
         up_api: API,
-        upstream: aiohttp.ClientResponse,
+        upstream: UpstreamResponse,
         body: bytes,
     ) -> web.Response:
         self.router.succeeded(provider.name)
@@ -827,7 +824,7 @@ class Gateway:
         provider: Provider,
         candidate: Candidate,
         up_api: API,
-        upstream: aiohttp.ClientResponse,
+        upstream: UpstreamResponse,
         first: bytes,
     ) -> web.StreamResponse:
         """Send the stream on as it arrives (translated when the APIs differ); never retried."""
@@ -873,10 +870,10 @@ class Gateway:
                 if not chunk:
                     break
                 async with asyncio.timeout(idle):
-                    chunk = await upstream.content.readany()
+                    chunk = await upstream.readany()
         except (
             TimeoutError,
-            aiohttp.ClientError,
+            ClientError,
             EventTooLarge,
             Failure,
             ValueError,
@@ -1020,10 +1017,6 @@ class Gateway:
 # -------------------------------------------------------------------------------------- helpers
 
 
-def _client_timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_seconds)
-
-
 def _cooling(router: Router, name: str) -> Callable[[], float]:
     return lambda: 1.0 if router.cooling(name) else 0.0
 
@@ -1097,18 +1090,7 @@ def _check(api: API, body: dict[str, Any], *, count_tokens: bool) -> None:
             raise Failure("invalid_request", "max_tokens: must be an integer", param="max_tokens")
 
 
-async def _read_bounded(response: aiohttp.ClientResponse, limit: int | None) -> bytes:
-    if limit is None:
-        return await response.read()
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(65536):
-        body += chunk
-        if len(body) >= limit:
-            return bytes(body[:limit])
-    return bytes(body)
-
-
-def _passed_headers(response: aiohttp.ClientResponse) -> dict[str, str]:
+def _passed_headers(response: UpstreamResponse) -> dict[str, str]:
     return {name: response.headers[name] for name in PASSED_HEADERS if name in response.headers}
 
 

@@ -31,10 +31,10 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import aiohttp
 import structlog
 from prometheus_client import CollectorRegistry
 
+from agentkube.dataplane.http1 import Pool
 from agentkube.dataplane.llm import translate
 from agentkube.dataplane.llm.auth import Clients
 from agentkube.dataplane.llm.cache import Cache, LocalCache, SharedCache
@@ -153,14 +153,9 @@ class LLMGatewayProgram:
 
     async def _start(self) -> None:
         assert self.gateway is not None
-        timeouts = [u.timeouts.connect_seconds for u in self.config.upstreams]
-        # No trust_env: each provider worked out its egress proxy once; no ~/.netrc credentials. No
-        # cookie jar: one client's cookies must never follow another's request.
-        self.gateway.http = aiohttp.ClientSession(
-            cookie_jar=aiohttp.DummyCookieJar(),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=max(timeouts)),
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30),
-        )
+        # Each provider worked out its egress proxy once (no ~/.netrc credentials); the client keeps
+        # no cookies, so one client's never follow another's request.
+        self.gateway.http = Pool()
         log.info(
             "llm gateway",
             name=self.config.name,

@@ -29,8 +29,8 @@ What the gateway may rely on:
   which API's envelope it is; by default the body is the upstream API's own and passes unchanged.
 - The provider key is read once, when the provider is built; a variable named but unset is a
   ``ProviderError`` naming the variable, never its value.
-- ``egress`` holds the aiohttp keywords for the forward proxy ``HTTPS_PROXY``/``NO_PROXY`` pick for
-  this upstream's URL (worked out once).
+- ``egress`` holds the ``http1.Pool.request`` keywords for the forward proxy ``HTTPS_PROXY`` and
+  ``NO_PROXY`` pick for this upstream's URL (worked out once).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class Outgoing:
     headers: dict[str, str]
     body: bytes
     extra: dict[str, Any] = field(default_factory=dict)
-    """More aiohttp request keywords (the egress proxy)."""
+    """More ``http1.Pool.request`` keywords (the egress proxy: ``proxy``, ``proxy_headers``)."""
 
 
 class EventSource(Protocol):

@@ -1,0 +1,61 @@
+"""The data plane's JSON log lines: gathered per event-loop turn and written together, never lost."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import orjson
+
+from agentkube.dataplane.server import _LineWriter
+
+
+def _drain(fd: int) -> bytes:
+    out = b""
+    try:
+        while chunk := os.read(fd, 65536):
+            out += chunk
+    except BlockingIOError:
+        pass
+    return out
+
+
+async def test_lines_of_one_turn_are_written_together_at_its_end() -> None:
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    try:
+        lines = _LineWriter(write)
+        for i in range(3):
+            lines.info(orjson.dumps({"event": "request", "i": i}))
+        assert _drain(read) == b"", "nothing is written before the turn ends"
+        await asyncio.sleep(0)
+        assert [orjson.loads(x)["i"] for x in _drain(read).splitlines()] == [0, 1, 2]
+        lines.warning(b'{"event":"next turn"}')
+        await asyncio.sleep(0)
+        assert _drain(read) == b'{"event":"next turn"}\n'
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def test_outside_a_loop_a_line_is_written_at_once_and_a_full_pipe_keeps_the_rest() -> None:
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    try:
+        lines = _LineWriter(write)
+        lines.info(b'{"event":"starting"}')
+        assert _drain(read) == b'{"event":"starting"}\n'
+        big = b"x" * (1 << 20)  # more than a pipe holds
+        lines.error(big)
+        got = _drain(read)
+        assert 0 < len(got) < len(big) + 1
+        lines.flush()
+        got += _drain(read)
+        while len(got) < len(big) + 1:
+            lines.flush()
+            got += _drain(read)
+        assert got == big + b"\n"
+    finally:
+        os.close(read)
+        os.close(write)
