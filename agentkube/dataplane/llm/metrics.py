@@ -182,6 +182,7 @@ class GatewayMetrics:
             buckets=_TTFT_BUCKETS,
             registry=registry,
         )
+        self._tokens: dict[tuple[str, str, str, str], Any] = {}
         self.tokens = Counter(
             "agentkube_llm_tokens_total",
             "Tokens the upstreams reported, by kind: input (not from the cache), output, cache_read "
@@ -265,4 +266,8 @@ class GatewayMetrics:
             ("cache_write", usage.cache_write),
         ):
             if value:
-                self.tokens.labels(model, upstream, client, kind).inc(value)
+                key = (model, upstream, client, kind)
+                child = self._tokens.get(key)
+                if child is None:  # labels() validates and locks; the bounded children are kept
+                    child = self._tokens[key] = self.tokens.labels(*key)
+                child.inc(value)
