@@ -6,6 +6,10 @@ IMG ?= ghcr.io/agentkube/agentkube:$(shell sed -nE 's/^version = "(.*)"/\1/p' py
 KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo $(BIN)/kubectl)
 # The pytest tiers `make test` runs; narrow with e.g. `make test PYTEST_ARGS=test/unit`.
 PYTEST_ARGS ?= test
+# agentgateway's own CRDs (the Go module proxy does not serve them), installed by `make test` and
+# `make run`: the shared test data beside the checkout when it is there; set it to use others.
+AGENTKUBE_AGENTGATEWAY_CRDS ?= $(abspath $(wildcard ../shared/third_party/agentgateway-crds-v1.4.1))
+export AGENTKUBE_AGENTGATEWAY_CRDS
 
 .DEFAULT_GOAL := help
 
@@ -36,6 +40,8 @@ lint: venv ## ruff (lint + format check) and mypy --strict on agentkube/runtime,
 
 .PHONY: test
 test: venv lint crds e2e-peers ## Lint, type-check, then every pytest tier against a real kube-apiserver + etcd.
+	@if [ -n "$(AGENTKUBE_AGENTGATEWAY_CRDS)" ]; then echo "make test: agentgateway's CRDs from $(AGENTKUBE_AGENTGATEWAY_CRDS)"; \
+	else echo "make test: agentgateway's own CRDs not found (set AGENTKUBE_AGENTGATEWAY_CRDS to a directory of them); ToolGateway tests use the project's stand-ins"; fi
 	KUBEBUILDER_ASSETS="$$(hack/build-envtest.sh)" AGENTKUBE_E2E_PEERS="$$(hack/install-e2e-peers.sh)" \
 		AGENTKUBE_REDIS_BIN="$$(hack/install-redis.sh || true)" $(BIN)/pytest $(PYTEST_ARGS)
 

@@ -143,7 +143,13 @@ def _cluster_answers(path: Path) -> bool:
 
 def _start_local_control_plane(dataplane_image: str) -> ControlPlane:
     from agentkube.api.crd import write_crds
-    from agentkube.testing import ControlPlane, ControlPlaneError, cached_crd_dirs, find_assets
+    from agentkube.testing import (
+        AGENTGATEWAY_CRDS_ENV,
+        ControlPlane,
+        ControlPlaneError,
+        cached_crd_dirs,
+        find_assets,
+    )
 
     try:
         assets = find_assets()
@@ -161,7 +167,19 @@ def _start_local_control_plane(dataplane_image: str) -> ControlPlane:
     try:
         with tempfile.TemporaryDirectory(prefix="agentkube-crds-") as crd_dir:
             write_crds(crd_dir)
-            plane.install_crds([crd_dir, *cached_crd_dirs()])
+            third_party = cached_crd_dirs()
+            installed = plane.install_crds([crd_dir, *third_party])
+        agentgateway = [d for d in third_party if any(Path(d).glob("agentgateway.dev_*.yaml"))]
+        if agentgateway and any(name.endswith(".agentgateway.dev") for name in installed):
+            print(f"agentkube: agentgateway's CRDs from {agentgateway[0]}", file=sys.stderr)
+        else:
+            print(
+                f"agentkube: agentgateway's CRDs are not installed (set {AGENTGATEWAY_CRDS_ENV} to a "
+                "directory of them, e.g. its Helm chart's agentgateway-crds/templates); ToolGateways stay "
+                "Accepted=False (AgentgatewayNotInstalled) and deploy nothing until the CRDs are installed, "
+                "then are taken up with no restart",
+                file=sys.stderr,
+            )
         plane.start_node([dataplane_image], prefer_service_ports=True)
     except BaseException:
         plane.stop()

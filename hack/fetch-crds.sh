@@ -4,7 +4,8 @@
 # Nothing fetched here is committed. Prints the directories it filled, one per line.
 set -euo pipefail
 
-GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-v1.4.1}"
+# v1.6.1: what agentgateway v1.4.1 is built against.
+GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-v1.6.1}"
 AGENTGATEWAY_MODULE="${AGENTGATEWAY_MODULE:-github.com/agentgateway/agentgateway}"
 AGENTGATEWAY_VERSION="${AGENTGATEWAY_VERSION:-latest}"
 

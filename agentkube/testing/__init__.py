@@ -13,6 +13,7 @@ installed) provides the fixtures ``control_plane``, ``namespace`` and ``client``
 """
 
 from agentkube.testing.controlplane import (
+    AGENTGATEWAY_CRDS_ENV,
     ASSETS_ENV,
     ControlPlane,
     ControlPlaneError,
@@ -23,6 +24,7 @@ from agentkube.testing.controlplane import (
 from agentkube.testing.polling import eventually
 
 __all__ = [
+    "AGENTGATEWAY_CRDS_ENV",
     "ASSETS_ENV",
     "ControlPlane",
     "ControlPlaneError",

@@ -56,6 +56,7 @@ DEFAULT_NODE_NAME = "agentkube-local"
 SERVICES_FILE = "services.json"
 
 __all__ = [
+    "AGENTGATEWAY_CRDS_ENV",
     "ASSETS_ENV",
     "DEFAULT_CONTROLLERS",
     "ControlPlane",
@@ -105,6 +106,10 @@ class HTTPError(ControlPlaneError):
         super().__init__(f"{method} {path}: HTTP {status}: {message}")
 
 
+AGENTGATEWAY_CRDS_ENV = "AGENTKUBE_AGENTGATEWAY_CRDS"
+"""Names a directory of agentgateway's own CRDs for tests and ``make run`` to install."""
+
+
 def _default_cache() -> Path:
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
@@ -112,12 +117,39 @@ def _default_cache() -> Path:
     return Path(base) / "agentkube" / "envtest"
 
 
+def _version_key(directory: Path) -> tuple[int, ...]:
+    version = directory.name.partition("@")[2].lstrip("v")
+    return tuple(int(part) if part.isdigit() else -1 for part in version.replace("-", ".").split("."))
+
+
 def cached_crd_dirs() -> list[Path]:
-    """Directories of third-party CRDs (Gateway API, agentgateway) that ``hack/fetch-crds.sh`` took
-    from their Go modules into ``~/.cache/agentkube/crds/<module>@<version>/``; empty when none."""
+    """Directories of third-party CRDs to install: for each module, the newest version that
+    ``hack/fetch-crds.sh`` took from the Go module proxy into ``~/.cache/agentkube/crds/<module>@<version>/``
+    (Gateway API), then the directory ``AGENTKUBE_AGENTGATEWAY_CRDS`` names, if set (agentgateway's
+    own CRDs, which the proxy does not serve). Empty when there are none.
+
+    Raises ``ControlPlaneError`` when ``AGENTKUBE_AGENTGATEWAY_CRDS`` names no directory of YAML files.
+    """
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     cache = Path(base) / "agentkube" / "crds"
-    return sorted(d for d in cache.glob("*") if d.is_dir()) if cache.is_dir() else []
+    newest: dict[str, Path] = {}
+    for directory in sorted(cache.glob("*@*")) if cache.is_dir() else []:
+        module = directory.name.partition("@")[0]
+        if directory.is_dir() and (
+            module not in newest or _version_key(directory) > _version_key(newest[module])
+        ):
+            newest[module] = directory
+    found = [newest[m] for m in sorted(newest)]
+    named = os.environ.get(AGENTGATEWAY_CRDS_ENV)
+    if named:
+        directory = Path(named)
+        if not directory.is_dir() or not any(directory.glob("*.yaml")):
+            raise ControlPlaneError(
+                f"{AGENTGATEWAY_CRDS_ENV}={named} is not a directory of CRD YAML files; point it at "
+                "agentgateway's CRDs (its Helm chart's agentgateway-crds/templates) or unset it"
+            )
+        found.append(directory)
+    return found
 
 
 def _has_binaries(directory: Path) -> bool:
