@@ -215,6 +215,32 @@ def test_chat_stream_arrives_as_it_is_sent_with_usage_last(
     assert arrivals[-1] - arrivals[0] > 1.0, arrivals
 
 
+def test_a_chat_stream_without_include_usage_is_counted_and_the_client_gets_no_usage_chunk(
+    gateway: RunningGateway, openai_up: StandIn
+) -> None:
+    def tokens() -> float:
+        return metric(gateway.metrics(), "agentkube_llm_tokens_total", model="gpt-test", kind="output")
+
+    before = tokens()
+    raw = b'{"model": "gpt-test", "stream": true, "messages": [{"role": "user", "content": "hello"}]}'
+    answer = request(
+        "POST",
+        gateway.openai_base + "/chat/completions",
+        content=raw,
+        headers={"Authorization": f"Bearer {KEY_A}"},
+    )
+    assert answer.status_code == 200, answer.text
+    chunks = [orjson.loads(line[6:]) for line in answer.text.splitlines() if line.startswith("data: {")]
+    assert chunks and all(chunk["choices"] for chunk in chunks), "no usage-only chunk reaches the client"
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "openai-up says hello"
+    assert answer.text.rstrip().endswith("data: [DONE]")
+    # The gateway asked the upstream for usage (and only added that to what the client sent).
+    received = openai_up.received("/v1/chat/completions")[-1].body
+    assert received["stream_options"] == {"include_usage": True}
+    assert {k: v for k, v in received.items() if k != "stream_options"} == orjson.loads(raw)
+    assert tokens() == before + 3
+
+
 def test_chat_tool_call_round_trip(gateway: RunningGateway, openai_up: StandIn) -> None:
     client = oai(gateway)
     messages: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]

@@ -157,6 +157,8 @@ class _Call:
     headers: dict[str, str] = field(default_factory=dict)
     """Headers every answer to this request carries (the rate limit's)."""
     cache_key: str | None = None
+    hidden_usage: bool = False
+    """The gateway asked a Chat stream for the usage chunk the client did not ask for (and drops it)."""
     span: Any = None
     prepared: web.StreamResponse | None = None
     """The stream response once its headers went out: from then on, no other answer can be given."""
@@ -167,7 +169,7 @@ class _Failed:
     """An attempt on one upstream that counts as failed (the next candidate may be tried)."""
 
     upstream: str
-    reason: str  # connection, timeout, 429, 5xx
+    reason: str  # connection, timeout, 429, 5xx, credentials
     detail: str
     api: API
     status: int | None = None
@@ -586,9 +588,18 @@ class Gateway:
             f"cannot translate {api} into it"
         )
 
-    def _payload(self, call: _Call, candidate: Candidate, up_api: API) -> bytes:
+    def _payload(self, call: _Call, provider: Provider, candidate: Candidate, up_api: API) -> bytes:
         if up_api == call.api:
             named = call.body.get("model")
+            call.hidden_usage = (
+                call.stream and up_api == CHAT and provider.stream_usage and not _asks_usage(call.body)
+            )
+            if call.hidden_usage:
+                # Tokens of a stream are counted only if the upstream reports them: ask for the
+                # usage chunk, and keep it from a client that did not ask (see _relay).
+                options = call.body.get("stream_options")
+                asked = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+                return orjson.dumps({**call.body, "model": candidate.model, "stream_options": asked})
             if not call.changed:
                 if named == candidate.model:
                     return call.raw
@@ -609,15 +620,23 @@ class Gateway:
     async def _attempt(
         self, call: _Call, provider: Provider, candidate: Candidate, up_api: API
     ) -> web.StreamResponse | _Failed:
-        payload = self._payload(call, candidate, up_api)
-        outgoing = await provider.prepare(
-            up_api,
-            candidate.model,
-            payload,
-            call.request.headers,
-            count_tokens=call.count_tokens,
-            stream=call.stream,
-        )
+        payload = self._payload(call, provider, candidate, up_api)
+        try:
+            outgoing = await provider.prepare(
+                up_api,
+                candidate.model,
+                payload,
+                call.request.headers,
+                count_tokens=call.count_tokens,
+                stream=call.stream,
+            )
+        except Failure as failure:
+            if failure.status < 500:
+                raise  # the request itself cannot be sent this way
+            # No credential could be had (a token endpoint down, expired workload identity): this
+            # upstream is failing, the next one may serve.
+            self.metrics.upstream_responses.labels(provider.name, "credentials").inc()
+            return _Failed(provider.name, "credentials", failure.message, up_api)
         timeouts = provider.config.timeouts
         assert self.http is not None, "the gateway's client session is made when it starts"
         span = self._client_span(call, provider, candidate, outgoing)
@@ -829,11 +848,10 @@ class Gateway:
     ) -> web.StreamResponse:
         """Send the stream on as it arrives (translated when the APIs differ); never retried."""
         self.router.succeeded(provider.name)
-        same = up_api == call.api and not provider.reframes
+        same = up_api == call.api and not provider.reframes and not call.hidden_usage
         translator = None
         if not same:
-            options = call.body.get("stream_options")
-            include_usage = isinstance(options, dict) and options.get("include_usage") is True
+            include_usage = _asks_usage(call.body)
             translator = self._translator.stream(
                 up_api, call.api, model=call.model, include_usage=include_usage
             )
@@ -1088,6 +1106,11 @@ def _check(api: API, body: dict[str, Any], *, count_tokens: bool) -> None:
         max_tokens = body.get("max_tokens")
         if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)):
             raise Failure("invalid_request", "max_tokens: must be an integer", param="max_tokens")
+
+
+def _asks_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
 
 
 def _passed_headers(response: UpstreamResponse) -> dict[str, str]:

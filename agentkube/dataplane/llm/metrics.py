@@ -192,14 +192,15 @@ class GatewayMetrics:
         )
         self.upstream_responses = Counter(
             "agentkube_llm_upstream_responses_total",
-            "Answers from upstreams by status code; 'error' for a connection error, 'timeout'.",
+            "Answers from upstreams by status code; 'error' for a connection error, 'timeout', "
+            "'credentials' when no credential for it could be had.",
             ["upstream", "code"],
             registry=registry,
         )
         self.failovers = Counter(
             "agentkube_llm_failovers_total",
             "Requests moved on from an upstream to the next, by the upstream left and why "
-            "(connection, timeout, 429, 5xx).",
+            "(connection, timeout, 429, 5xx, credentials).",
             ["upstream", "reason"],
             registry=registry,
         )

@@ -32,6 +32,7 @@ class AzureOpenAIProvider(Provider):
     semconv_name: ClassVar[str] = "azure.ai.openai"
     default_native: ClassVar[frozenset[API]] = frozenset({CHAT, RESPONSES, EMBEDDINGS})
     translate_to: ClassVar[API] = CHAT
+    stream_usage: ClassVar[bool] = True
 
     @property
     def root(self) -> str:

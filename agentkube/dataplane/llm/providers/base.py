@@ -109,6 +109,9 @@ class Provider(ABC):
     """Content types of a stream answer."""
     reframes: ClassVar[bool] = False
     """Whether stream events are re-framed as SSE even when the client's API is the upstream's."""
+    stream_usage: ClassVar[bool] = False
+    """Whether its Chat Completions streams honour ``stream_options.include_usage``: the gateway then
+    asks for the usage chunk to count tokens, and keeps it from a client that did not ask."""
 
     def __init__(self, config: Upstream, environ: Mapping[str, str] | None = None) -> None:
         self.config = config

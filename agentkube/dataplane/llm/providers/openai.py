@@ -23,6 +23,7 @@ class OpenAIProvider(Provider):
     semconv_name: ClassVar[str] = "openai"
     default_native: ClassVar[frozenset[API]] = frozenset(OPENAI_PATHS)
     translate_to: ClassVar[API] = CHAT
+    stream_usage: ClassVar[bool] = True
     public_url: ClassVar[str] = "https://api.openai.com/v1"
 
     @property

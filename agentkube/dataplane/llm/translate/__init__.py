@@ -51,6 +51,9 @@ The lossy mappings, in short (``LOSSY_MAPPINGS`` holds the same list for tooling
 - Prefill: an Anthropic request ending with assistant text is refused towards OpenAI (which cannot
   continue a turn); an OpenAI conversation ending with an assistant turn reaches Anthropic as one.
 - Responses answers echo no request fields; from a Chat upstream only choice 0 is read.
+- Converse and Gemini (upstream only): each module's docstring lists what it keeps and loses; in
+  short, later system messages join the system prompt, Gemini's call ids are the gateway's own,
+  guardrail and safety stops are ``content_filter``/``refusal``.
 """
 
 from __future__ import annotations
@@ -96,6 +99,14 @@ LOSSY_MAPPINGS: Final[tuple[str, ...]] = (
     "prefill: refused towards OpenAI; an OpenAI conversation ending on an assistant turn is one to Anthropic",
     "Responses answers echo no request fields (tools, instructions, temperature)",
     "citations and cache_control breakpoints are dropped",
+    "towards Converse and Gemini: a later system message joins the system prompt (its place is lost)",
+    "towards Converse: tool ids fit [A-Za-z0-9_.:-] and 64 characters; image URLs other than s3:// refused; "
+    "tool_choice none sends no tools unless the history holds tool blocks",
+    "towards Gemini: call ids are made by the gateway (Gemini has none) and carry the thought signature; "
+    "results are matched by name through the history; topK and candidateCount never sent",
+    "from Converse: guardrail_intervened and content_filtered -> content_filter (OpenAI) / refusal "
+    "(Anthropic); answers carry no id, the gateway makes one",
+    "from Gemini: SAFETY and its kin -> content_filter / refusal; thoughts come out unsigned",
 )
 
 
@@ -248,19 +259,26 @@ class _Translator:
 
 
 class _PassThrough:
-    """Same API on both sides: each upstream event re-framed unchanged (usage read for metrics)."""
+    """Same API on both sides: each upstream event re-framed unchanged (usage read for metrics).
 
-    __slots__ = ("_api", "_decoder", "usage")
+    ``drop_usage``: Chat's usage-only chunk (``choices: []``, ``usage`` set) is not passed on, for a
+    client that did not ask for it.
+    """
 
-    def __init__(self, api: API) -> None:
+    __slots__ = ("_api", "_decoder", "_drop_usage", "usage")
+
+    def __init__(self, api: API, *, drop_usage: bool = False) -> None:
         self._api = api
         self._decoder = _decoder(api)
+        self._drop_usage = drop_usage
         self.usage: ir.Usage | None = None
 
     def feed(self, event: str | None, data: bytes) -> list[bytes]:
         for item in self._decoder.feed(event, data):
             if isinstance(item, ir.Start | ir.Finish) and item.usage is not None:
                 self.usage = item.usage
+        if self._drop_usage and b'"usage"' in data and openai_chat.usage_only(data):
+            return []
         if event is None:
             return [b"data: " + data + b"\n\n"]
         return [b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"]
@@ -291,7 +309,7 @@ def stream(src: API, dst: API, *, model: str, include_usage: bool = False) -> St
     if src == EMBEDDINGS:
         raise TranslationError("stream", "embeddings do not stream")
     if src == dst:
-        return _PassThrough(src)
+        return _PassThrough(src, drop_usage=src == CHAT and not include_usage)
     encoder: _Encoder
     if dst == CHAT:
         encoder = openai_chat.Encoder(model, include_usage=include_usage)

@@ -54,6 +54,8 @@ import time
 import uuid
 from typing import Any, Final
 
+import orjson
+
 from agentkube.dataplane.llm.apis import API, CHAT, stream_error
 from agentkube.dataplane.llm.translate import fields as f
 from agentkube.dataplane.llm.translate import ir
@@ -525,6 +527,15 @@ def usage_dict(usage: ir.Usage) -> dict[str, Any]:
     if usage.reasoning_tokens is not None:
         out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
     return out
+
+
+def usage_only(data: bytes) -> bool:
+    """Whether a stream chunk is the usage chunk ``include_usage`` adds (no choices, usage set)."""
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(chunk, dict) and chunk.get("choices") == [] and isinstance(chunk.get("usage"), dict)
 
 
 def _int(value: Any) -> int:
