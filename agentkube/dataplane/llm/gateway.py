@@ -188,7 +188,7 @@ class Gateway:
     def __init__(
         self,
         config: LLMGatewayConfig,
-        providers: Mapping[str, Provider | None],
+        providers: Mapping[str, Provider],
         clients: Clients,
         router: Router,
         metrics: GatewayMetrics,
@@ -197,8 +197,8 @@ class Gateway:
         tracer: Any = None,
         debug: bool = False,
     ) -> None:
-        """providers: by upstream name, None for one this release cannot serve; tracer: an
-        OpenTelemetry tracer or None; debug: log request bodies."""
+        """providers: by upstream name; tracer: an OpenTelemetry tracer or None; debug: log request
+        bodies."""
         self.config = config
         self.providers = dict(providers)
         self.clients = clients
@@ -525,21 +525,14 @@ class Gateway:
             counting = [
                 c
                 for c in candidates
-                if (p := self.providers.get(c.upstream)) is not None
-                and p.counts_tokens
+                if (p := self.providers[c.upstream]).counts_tokens
                 and self._upstream_api(p, MESSAGES, c.model) == MESSAGES
             ]
             if not counting:
                 return self._estimate_tokens(call)
             candidates = tuple(counting)
         for candidate in self.router.order(candidates):
-            provider = self.providers.get(candidate.upstream)
-            if provider is None:
-                kind = next(u.provider for u in self.config.upstreams if u.name == candidate.upstream)
-                skipped.append(
-                    f"upstream {candidate.upstream}: provider {kind} is not served by this release"
-                )
-                continue
+            provider = self.providers[candidate.upstream]
             for _ in range(2):  # a second round only after refuse(): the same upstream, translated
                 up_api = self._upstream_api(provider, call.api, candidate.model)
                 if up_api is None:

@@ -12,8 +12,7 @@ What a caller may rely on:
   that is malformed ends the program with exit code 2 and one line naming the field and the fix,
   before anything listens.
 - ``/readyz`` answers 200 once both servers listen: the gateway needs no upstream to be up to be
-  ready (an upstream that is down costs a failover, not readiness). Upstreams whose provider this
-  release does not serve (``bedrock``, ``vertex``) are logged once at start and skipped.
+  ready (an upstream that is down costs a failover, not readiness).
 - With ``store`` set, rate limits and the cache live in the shared store (exact across replicas);
   while the store is unreachable each replica falls back to its own share (``ratelimit``) and the
   cache misses (``cache``).
@@ -69,7 +68,7 @@ class LLMGatewayProgram:
         env = os.environ if environ is None else environ
         self.config = config
         self.registry = CollectorRegistry()
-        self.providers: dict[str, Provider | None] = {u.name: build(u, env) for u in config.upstreams}
+        self.providers: dict[str, Provider] = {u.name: build(u, env) for u in config.upstreams}
         self.clients = Clients(config.auth, env)
         self.router = Router(config)
         self.metrics = GatewayMetrics(self.registry, config.served_models, [u.name for u in config.upstreams])
@@ -130,12 +129,6 @@ class LLMGatewayProgram:
 
     async def run(self) -> None:
         """Serve until SIGTERM, then drain."""
-        for name, provider in self.providers.items():
-            if provider is None:
-                kind = next(u.provider for u in self.config.upstreams if u.name == name)
-                log.warning(
-                    "provider not served by this release; upstream skipped", upstream=name, provider=kind
-                )
         tracer = configure_tracing("agentkube-llm-gateway")
         self.gateway = Gateway(
             self.config,
@@ -159,7 +152,7 @@ class LLMGatewayProgram:
         log.info(
             "llm gateway",
             name=self.config.name,
-            upstreams=[n for n, p in self.providers.items() if p is not None],
+            upstreams=list(self.providers),
             models=len(self.router.models),
             auth=self.config.auth.mode,
             clients=len(self.clients.ids),

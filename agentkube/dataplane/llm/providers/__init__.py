@@ -1,9 +1,7 @@
 """The providers the gateway forwards to, one module each, and ``build`` to make one from its config.
 
-A new provider is one module with a ``Provider`` subclass and one line in ``PROVIDERS``. Providers
-named by the config but not served by this release build to None (today every provider the config
-allows is served): the gateway starts without them, says so once in its log, and answers requests
-only they could serve with an error naming the upstream.
+A new provider is one module with a ``Provider`` subclass, one line in ``PROVIDERS`` and its name in
+the config's ``Provider`` literal (which a test holds equal to ``PROVIDERS``).
 """
 
 from __future__ import annotations
@@ -32,7 +30,6 @@ PROVIDERS: dict[str, type[Provider]] = {
 }
 
 
-def build(config: Upstream, environ: Mapping[str, str] | None = None) -> Provider | None:
-    """The provider of upstream ``config``; None when this release has no module for it."""
-    cls = PROVIDERS.get(config.provider)
-    return cls(config, environ) if cls is not None else None
+def build(config: Upstream, environ: Mapping[str, str] | None = None) -> Provider:
+    """The provider of upstream ``config`` (``ProviderError`` when its environment lacks what it needs)."""
+    return PROVIDERS[config.provider](config, environ)
