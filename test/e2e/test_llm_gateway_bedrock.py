@@ -12,6 +12,7 @@ the stand-in).
 from __future__ import annotations
 
 import secrets
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -479,3 +480,46 @@ def test_eks_pod_identity_credentials_are_fetched_and_refreshed(
         keep_asking(gw, 1.5 * LIFETIME)
     assert bedrock.issued["pod-identity"] >= 2
     assert bedrock.rejected == []
+
+
+def test_a_bedrock_upstream_without_credentials_fails_over_to_the_next(
+    tmp_path: Path, standins: dict[str, StandIn]
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on: the STS endpoint is down
+        probe.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    token = tmp_path / "token"
+    token.write_text(WEB_IDENTITY)
+    upstreams = [
+        upstream("bedrock", "bedrock", standins["bedrock"].url, ["anthropic.claude-ha"], region="us-east-1"),
+        upstream(
+            "anthropic",
+            "anthropic",
+            standins["anthropic"].url,
+            ["claude-sonnet-4-5"],
+            apiKeyEnv="KA",
+            priority=1,
+        ),
+    ]
+    routing = {
+        "modelMap": [
+            {"from": "claude-ha", "to": "anthropic.claude-ha", "upstream": "bedrock"},
+            {"from": "claude-ha", "to": "claude-sonnet-4-5", "upstream": "anthropic"},
+        ]
+    }
+    env = {
+        **ISOLATED,
+        "KA": ANTHROPIC_KEY,
+        "AWS_REGION": "us-east-1",
+        "AWS_ROLE_ARN": ROLE_ARN,
+        "AWS_WEB_IDENTITY_TOKEN_FILE": str(token),
+        "AWS_ENDPOINT_URL_STS": down,
+    }
+    with run_gateway(tmp_path, upstreams, env=env, routing=routing) as gw:
+        message = anthropic_client(gw).messages.create(model="claude-ha", max_tokens=9, messages=HELLO)
+        assert message.content[0].type == "text" and message.content[0].text == "anthropic says hello"
+        assert (
+            metric(gw.metrics(), "agentkube_llm_failovers_total", upstream="bedrock", reason="credentials")
+            == 1
+        )
+    assert anthropic_calls(standins["bedrock"]) == []

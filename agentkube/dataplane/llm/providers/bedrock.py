@@ -186,6 +186,7 @@ class AwsCredentials:
         self._fetched = 0.0
         self._task: asyncio.Task[Any] | None = None
         self._not_before = 0.0
+        self._failed: BaseException | None = None
 
     def _fetch(self) -> tuple[Any, float | None]:
         if self._source is None:
@@ -231,6 +232,7 @@ class AwsCredentials:
 
     def _settled(self, task: asyncio.Task[Any]) -> None:
         error = None if task.cancelled() else task.exception()
+        self._failed = error
         if task.cancelled() or error is not None:
             self._not_before = self._clock() + self.RETRY_SECONDS
             log.warning(
@@ -255,6 +257,10 @@ class AwsCredentials:
                     self._not_before = now + self.RETRY_SECONDS
                     self._shared()
                 return frozen
+        if self._failed is not None and self._clock() < self._not_before:
+            # The last fetch failed moments ago: say so at once (the next upstream is tried) rather
+            # than have every request wait for botocore's own retries again.
+            raise self._failed
         return await asyncio.shield(self._shared())
 
 

@@ -218,17 +218,22 @@ async def test_no_credentials_anywhere_is_a_502_naming_the_fix() -> None:
     assert "credentialsRef" in e.value.message and "serviceAccountName" in e.value.message
 
 
-async def test_a_failing_chain_is_a_502_with_its_reason_and_the_next_request_tries_again() -> None:
+async def test_a_failing_chain_is_a_502_with_its_reason_answered_at_once_until_it_is_tried_again() -> None:
     calls = []
+    now = [1000.0]
 
     def broken() -> Any:
         calls.append(1)
         raise RuntimeError("sts said no")
 
-    creds = AwsCredentials("aws", resolve=broken)
-    for _ in range(2):
+    creds = AwsCredentials("aws", resolve=broken, clock=lambda: now[0])
+    for _ in range(3):
         with pytest.raises(Failure, match="sts said no"):
             await creds.current()
+    assert len(calls) == 1, "within RETRY_SECONDS the last failure is the answer: no request waits again"
+    now[0] += AwsCredentials.RETRY_SECONDS
+    with pytest.raises(Failure, match="sts said no"):
+        await creds.current()
     assert len(calls) == 2
 
 
