@@ -113,7 +113,8 @@ def _offline_store(raw: list[bytes]) -> Store:
     """The informer's store path without the network: decode, transform, share strings, store."""
     store = Store()
     reflector = Reflector(None, CM, store, lambda event: None)  # type: ignore[arg-type]
-    store.replace([reflector._prepare(orjson.loads(b)) for b in raw], "0")
+    prepared = (reflector._prepare(orjson.loads(b)) for b in raw)
+    store.replace([obj for obj in prepared if obj is not None], "0")  # None: a transform refused it
     return store
 
 

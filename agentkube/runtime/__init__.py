@@ -4,7 +4,8 @@ Everything an operator needs is importable from here; the modules behind it each
 order of the path of one change: ``client`` -> ``reflector`` -> ``store`` -> ``informer`` -> ``cache``
 -> ``predicate`` / ``handler`` -> ``workqueue`` (``ratelimiter``) -> ``controller`` -> ``reconcile``,
 wired by ``builder`` and run by ``manager`` (with ``leaderelection`` and ``probes``); reconcilers
-report through ``conditions`` and ``events``.
+report through ``conditions`` and ``events``, clean up through ``finalizers``; ``webhook`` serves
+admission and conversion webhooks.
 
     manager = Manager(client, ManagerOptions(leader_election=True))
     (manager.controller("widgets")
@@ -19,7 +20,15 @@ The metrics live in ``agentkube.runtime.metrics`` (``metrics.REGISTRY``).
 from __future__ import annotations
 
 from agentkube.runtime.builder import Builder
-from agentkube.runtime.cache import INDEX_NAMESPACE, INDEX_OWNER_UID, Cache, NotCached
+from agentkube.runtime.cache import (
+    INDEX_NAMESPACE,
+    INDEX_OWNER_UID,
+    Cache,
+    KindOptions,
+    NamespacedInformers,
+    NotCached,
+    UncachedReader,
+)
 from agentkube.runtime.client import Client, Resource
 from agentkube.runtime.conditions import (
     find_status_condition,
@@ -47,8 +56,10 @@ from agentkube.runtime.errors import (
     Unauthorized,
     WatchStalled,
     is_retryable,
+    retry_after,
 )
 from agentkube.runtime.events import EventRecorder
+from agentkube.runtime.finalizers import Finalizer, FinalizerFunc, has_finalizer
 from agentkube.runtime.gvk import GVK, ObjectKey
 from agentkube.runtime.handler import (
     EnqueueRequestForObject,
@@ -81,13 +92,18 @@ from agentkube.runtime.ratelimiter import (
 from agentkube.runtime.reconcile import ReconcileFunc, Reconciler, Request, Result, TerminalError
 from agentkube.runtime.reflector import strip_managed_fields
 from agentkube.runtime.store import Indexer, Store
-from agentkube.runtime.workqueue import RateLimitingQueue, ShutDown
+from agentkube.runtime.webhook import Admission, AdmissionRequest, WebhookServer
+from agentkube.runtime.workqueue import LOW_PRIORITY, NORMAL_PRIORITY, RateLimitingQueue, ShutDown
 
 __all__ = [
     "DEFAULT_EXPECTED_ERRORS",
     "GVK",
     "INDEX_NAMESPACE",
     "INDEX_OWNER_UID",
+    "LOW_PRIORITY",
+    "NORMAL_PRIORITY",
+    "Admission",
+    "AdmissionRequest",
     "AlreadyExists",
     "AnnotationsChanged",
     "ApiError",
@@ -106,6 +122,8 @@ __all__ = [
     "EventRecorder",
     "EventType",
     "ExponentialFailureRateLimiter",
+    "Finalizer",
+    "FinalizerFunc",
     "Forbidden",
     "GenerationChanged",
     "Gone",
@@ -113,6 +131,7 @@ __all__ = [
     "Informer",
     "Invalid",
     "KindNotServed",
+    "KindOptions",
     "LabelsChanged",
     "LeaderElectionLost",
     "LeaderElector",
@@ -120,6 +139,7 @@ __all__ = [
     "ManagerOptions",
     "MapFunc",
     "MaxOfRateLimiter",
+    "NamespacedInformers",
     "NotCached",
     "NotFound",
     "ObjectKey",
@@ -141,12 +161,15 @@ __all__ = [
     "TerminalError",
     "TooManyRequests",
     "Unauthorized",
+    "UncachedReader",
     "WatchStalled",
+    "WebhookServer",
     "and_",
     "configure_logging",
     "default_controller_rate_limiter",
     "find_status_condition",
     "get_logger",
+    "has_finalizer",
     "is_retryable",
     "is_status_condition_false",
     "is_status_condition_present_and_equal",
@@ -155,6 +178,7 @@ __all__ = [
     "or_",
     "reconcile_context",
     "remove_status_condition",
+    "retry_after",
     "set_status_condition",
     "strip_managed_fields",
     "validate_condition",

@@ -22,7 +22,9 @@ What a caller may rely on:
 - ``with_event_filter``: predicates applied to every watch, before the watch's own.
 - ``with_options``: ``max_concurrent_reconciles`` (default 1), ``rate_limiter`` (default per-key
   5 ms -> 1000 s with a 10/s, burst 100 bucket), ``cache_sync_timeout`` (default 120 s),
-  ``expected_errors`` (default ``DEFAULT_EXPECTED_ERRORS``; see ``controller``), set all at once.
+  ``expected_errors`` (default ``DEFAULT_EXPECTED_ERRORS``; see ``controller``),
+  ``use_priority_queue`` (default True: initial-list and resync events wait behind real changes),
+  set all at once.
 - ``complete(reconciler)`` creates the informers in the manager's cache, builds the ``Controller``,
   registers it with the manager (names must be unique per manager: they label metrics) and returns it.
   Nothing runs until ``manager.run()``.
@@ -72,6 +74,7 @@ class _Options:
     rate_limiter: RateLimiter | None = None
     cache_sync_timeout: float | None = 120.0
     expected_errors: tuple[type[BaseException], ...] = field(default=DEFAULT_EXPECTED_ERRORS)
+    use_priority_queue: bool = True
 
 
 class Builder:
@@ -186,6 +189,7 @@ class Builder:
         rate_limiter: RateLimiter | None = None,
         cache_sync_timeout: float | None = 120.0,
         expected_errors: Iterable[type[BaseException]] = DEFAULT_EXPECTED_ERRORS,
+        use_priority_queue: bool = True,
     ) -> Builder:
         """Set the controller's options, all at once (as controller-runtime's ``WithOptions``).
 
@@ -196,9 +200,16 @@ class Builder:
             Default 120; None waits forever.
         expected_errors: exceptions that are failures of the world, not bugs (logged without a
             traceback, not counted as panics). Default ``DEFAULT_EXPECTED_ERRORS``.
+        use_priority_queue: events of the initial list and of resyncs (no change) are queued at low
+            priority, behind every real change. Default True (controller-runtime 0.23's default);
+            False queues every event first come, first served.
         """
         self._options = _Options(
-            max_concurrent_reconciles, rate_limiter, cache_sync_timeout, tuple(expected_errors)
+            max_concurrent_reconciles,
+            rate_limiter,
+            cache_sync_timeout,
+            tuple(expected_errors),
+            use_priority_queue,
         )
         return self
 
@@ -218,6 +229,7 @@ class Builder:
             rate_limiter=options.rate_limiter,
             cache_sync_timeout=options.cache_sync_timeout,
             expected_errors=options.expected_errors,
+            use_priority_queue=options.use_priority_queue,
         )
         cache = self._manager.cache
         watches = [self._primary] if self._primary is not None else []
@@ -231,7 +243,7 @@ class Builder:
         watches.extend(self._watches)
         for watch in watches:
             try:
-                informer = cache.informer(
+                informer = cache.source(
                     watch.gvk,
                     metadata_only=watch.metadata_only,
                     namespace=watch.namespace,

@@ -17,6 +17,18 @@ What a caller may rely on:
   same shape whichever informer serves it; asking for a kind with a transform other than the one
   its informers already use raises ``ValueError`` naming the kind and both transforms (compared by
   identity: pass the same function, not an equal lambda).
+- Per-kind options (``by_kind={gvk: KindOptions(...)}``, controller-runtime's ``ByObject``) hold for
+  every informer of the kind, whoever declares it (a controller's ``for_kind``/``owns``/``watches``,
+  ``Children``, a direct ``informer`` call): the kind's label and field selectors are always applied
+  (a caller's selector narrows them further, joined with ``,``), its namespace is the only one
+  cached (asking for another raises ``ValueError``), ``metadata_only=True`` makes every informer of
+  it metadata-only, and its transform is the kind's one. So an operator can watch only the Secrets
+  it labels, and keep only what it needs of them. ``namespaces`` caches a kind in a set of
+  namespaces (an informer each); ``source(gvk)`` gives them as one watch source, ``list`` reads
+  across them, and ``informer(gvk)`` then needs one of them named.
+- ``cache.uncached`` (an ``UncachedReader``) reads from the API server itself, for the rare read of
+  something not worth caching; it has the cache's ``get``/``list`` (as coroutines) and applies the
+  kind's transform, so an object read either way has the same shape.
 """
 
 from __future__ import annotations
@@ -25,14 +37,15 @@ import asyncio
 import builtins
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
+from agentkube.runtime.errors import NotFound
 from agentkube.runtime.gvk import GVK, ObjectKey
-from agentkube.runtime.informer import Handler, Informer
+from agentkube.runtime.informer import Handler, Informer, NamespacedInformers
 from agentkube.runtime.reflector import Event, EventType, Transform, strip_managed_fields
 from agentkube.runtime.store import INDEX_NAMESPACE, INDEX_OWNER_UID, Indexer
 
@@ -48,7 +61,10 @@ __all__ = [
     "Handler",
     "Indexer",
     "Informer",
+    "KindOptions",
+    "NamespacedInformers",
     "NotCached",
+    "UncachedReader",
     "parse_label_selector",
     "strip_managed_fields",
 ]
@@ -58,6 +74,47 @@ log = structlog.get_logger(__name__)
 
 class NotCached(LookupError):
     """A read asked for a kind (or namespace) that no informer of this cache holds."""
+
+
+@dataclass(frozen=True)
+class KindOptions:
+    """How the cache holds one kind, whoever asks for it (see the module docstring).
+
+    label_selector, field_selector: always applied to this kind's informers. Default: none.
+    namespace: the one namespace cached for this kind (``""``: all). Default None: the cache's
+        ``default_namespace``.
+    namespaces: several namespaces cached for this kind, one informer each (``source`` gives them
+        as one ``NamespacedInformers``; ``list`` without a namespace reads them all). Default: none.
+        Not together with ``namespace``.
+    metadata_only: True caches this kind metadata-only everywhere. Default False: as each caller asks.
+    transform: this kind's transform. Default ``"cache"``: the cache's transform; None stores objects
+        as sent.
+    """
+
+    label_selector: str | None = None
+    field_selector: str | None = None
+    namespace: str | None = None
+    namespaces: tuple[str, ...] = ()
+    metadata_only: bool = False
+    transform: Transform | Literal["cache"] | None = "cache"
+
+    def __post_init__(self) -> None:
+        if self.namespaces and self.namespace is not None:
+            raise ValueError("KindOptions: give namespace or namespaces, not both")
+        if any(not ns for ns in self.namespaces):
+            raise ValueError(f"KindOptions.namespaces: empty namespace name in {self.namespaces!r}")
+        if self.label_selector:
+            try:
+                parse_label_selector(self.label_selector)
+            except ValueError as exc:
+                raise ValueError(f"KindOptions.label_selector: {exc}") from None
+
+
+def _joined(kind: str | None, call: str | None) -> str | None:
+    parts = [p for p in (kind, call) if p]
+    if len(parts) == 2 and parts[0] == parts[1]:
+        return parts[0]
+    return ",".join(parts) or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,15 +136,17 @@ class Cache:
         default_namespace: str | None = None,
         transform: Transform | None = strip_managed_fields,
         resync_period: float | None = None,
-        watch_timeout: tuple[int, int] = (300, 600),
+        watch_timeout: tuple[int, int] = (20, 30),
         inactivity_timeout: float | None = None,
+        by_kind: Mapping[GVK, KindOptions] | None = None,
     ) -> None:
         """
         default_namespace: the namespace informers watch when ``informer`` is not given one.
             Default None: all namespaces.
+        by_kind: options of particular kinds (``KindOptions``). Default: none.
         transform: applied to each object before it is stored. Default ``strip_managed_fields``.
         resync_period: seconds between RESYNC re-deliveries in every informer. Default None (never).
-        watch_timeout, inactivity_timeout: see ``Reflector``. Defaults (300, 600) and the client's.
+        watch_timeout, inactivity_timeout: see ``Reflector``. Defaults (20, 30) and the client's.
         """
         self._client = client
         self.default_namespace = default_namespace or None
@@ -100,6 +159,9 @@ class Cache:
         self._indexers: dict[GVK, dict[str, Indexer]] = {}
         self._tasks: dict[_Scope, asyncio.Task[None]] = {}
         self._started = False
+        self.by_kind: dict[GVK, KindOptions] = dict(by_kind or {})
+        self._namespaced: dict[tuple[int, ...], NamespacedInformers] = {}
+        self.uncached = UncachedReader(client, self._transform_of)
 
     # ----------------------------------------------------------------------------------- informers
 
@@ -121,6 +183,35 @@ class Cache:
             served by any of them), so asking for ``gvk`` with a transform other than the one its
             informers already use raises ``ValueError``; transforms are compared by identity.
         """
+        options = self.by_kind.get(gvk)
+        if options is not None and options.namespaces:
+            wanted = None if namespace is None else (namespace or None)
+            if wanted is None:
+                raise ValueError(
+                    f"{gvk} is cached in namespaces {', '.join(options.namespaces)} (KindOptions); name"
+                    " one, or use cache.source() for all of them"
+                )
+            if wanted not in options.namespaces:
+                raise ValueError(
+                    f"{gvk} is cached in namespaces {', '.join(options.namespaces)} only (KindOptions);"
+                    f" namespace {wanted!r} is asked for: add it there or read it uncached"
+                )
+        if options is not None:
+            if transform is None and options.transform != "cache":
+                transform = options.transform
+            if options.namespace is not None:
+                wanted = None if namespace is None else (namespace or None)
+                kind_ns = options.namespace or None
+                if wanted is not None and kind_ns is not None and wanted != kind_ns:
+                    raise ValueError(
+                        f"{gvk} is cached in namespace {kind_ns!r} only (KindOptions); "
+                        f"namespace {wanted!r} is asked for: widen the kind's namespace or read it uncached"
+                    )
+                # The kind's namespace, or (all namespaces for the kind) the caller's, if any.
+                namespace = kind_ns if kind_ns is not None else ("" if namespace is None else namespace)
+            label_selector = _joined(options.label_selector, label_selector)
+            field_selector = _joined(options.field_selector, field_selector)
+            metadata_only = metadata_only or options.metadata_only
         chosen = self.transform if transform is None else transform
         kept = self._transforms.get(gvk, chosen)
         if kept is not chosen:
@@ -128,6 +219,11 @@ class Cache:
                 f"{gvk} is already cached with transform {_name(kept)}; this asks for {_name(chosen)}."
                 " Every informer of a kind stores objects transformed one way: pass"
                 f" transform={_name(kept)} wherever {gvk.kind} is declared"
+            )
+        if options is not None and options.transform != "cache" and chosen is not options.transform:
+            raise ValueError(
+                f"{gvk} is cached with transform {_name(options.transform)} (KindOptions); this asks for"
+                f" {_name(chosen)}: leave transform unset where {gvk.kind} is declared"
             )
         scope_ns = self.default_namespace if namespace is None else (namespace or None)
         scope = _Scope(gvk, scope_ns, label_selector or None, field_selector or None, metadata_only)
@@ -152,6 +248,55 @@ class Cache:
         if self._started:
             self._run(scope, informer)
         return informer
+
+    def source(
+        self,
+        gvk: GVK,
+        *,
+        metadata_only: bool = False,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        namespace: str | None = None,
+        transform: Transform | None = None,
+    ) -> Informer | NamespacedInformers:
+        """What caches ``gvk`` in this scope: ``informer(...)``, except for a kind cached in several
+        namespaces (``KindOptions.namespaces``) asked for without a namespace, which gets the
+        informers of all of them as one ``NamespacedInformers``. Either serves as a controller's
+        watch source and has ``store`` reads."""
+        options = self.by_kind.get(gvk)
+        if options is None or not options.namespaces or namespace is not None:
+            return self.informer(
+                gvk,
+                metadata_only=metadata_only,
+                label_selector=label_selector,
+                field_selector=field_selector,
+                namespace=namespace,
+                transform=transform,
+            )
+        members = [
+            self.informer(
+                gvk,
+                metadata_only=metadata_only,
+                label_selector=label_selector,
+                field_selector=field_selector,
+                namespace=ns,
+                transform=transform,
+            )
+            for ns in options.namespaces
+        ]
+        key = tuple(id(m) for m in members)
+        found = self._namespaced.get(key)
+        if found is None:
+            found = self._namespaced[key] = NamespacedInformers(gvk, members)
+        return found
+
+    def _transform_of(self, gvk: GVK) -> Transform | None:
+        if gvk in self._transforms:
+            return self._transforms[gvk]
+        options = self.by_kind.get(gvk)
+        if options is not None and options.transform != "cache":
+            return options.transform
+        return self.transform
 
     @property
     def informers(self) -> builtins.list[Informer]:
@@ -206,7 +351,15 @@ class Cache:
         label_selector: str | None = None,
     ) -> builtins.list[dict[str, Any]]:
         """Cached objects of ``gvk``, narrowed by namespace, an index ``(name, value)`` and a label
-        selector (the API's string syntax), all at once when several are given."""
+        selector (the API's string syntax), all at once when several are given. Without a namespace,
+        a kind cached in several namespaces (``KindOptions.namespaces``) is read in all of them."""
+        options = self.by_kind.get(gvk)
+        if namespace is None and options is not None and options.namespaces:
+            return [
+                obj
+                for ns in options.namespaces
+                for obj in self.list(gvk, ns, index=index, label_selector=label_selector)
+            ]
         store = self._reader(gvk, namespace).store
         if index is not None:
             objs = store.by_index(*index)
@@ -257,6 +410,41 @@ class Cache:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class UncachedReader:
+    """Reads straight from the API server, with the cache's read surface (``get`` and ``list``, as
+    coroutines): for the rare read not worth an informer. Each call is a request; objects pass
+    through the kind's transform (so they have the shape the cache would give them; a transform that
+    raises raises here, and nothing is returned)."""
+
+    def __init__(self, client: Client, transform_of: Callable[[GVK], Transform | None]) -> None:
+        self._client = client
+        self._transform_of = transform_of
+
+    async def get(self, gvk: GVK, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        """The object as the API server holds it now, or None when it does not exist."""
+        try:
+            obj = await self._client.get(gvk, name, namespace)
+        except NotFound:
+            return None
+        transform = self._transform_of(gvk)
+        return transform(obj) if transform is not None else obj
+
+    async def list(
+        self,
+        gvk: GVK,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        """The objects as the API server holds them now (a consistent, paginated list)."""
+        items, _ = await self._client.list(
+            gvk, namespace, label_selector=label_selector, field_selector=field_selector
+        )
+        transform = self._transform_of(gvk)
+        return [transform(o) for o in items] if transform is not None else items
 
 
 def _name(transform: Transform | None) -> str:

@@ -13,22 +13,28 @@ What a caller may rely on:
   drops the cache, e.g. after installing a CRD. A miss in a cached group-version is re-checked with
   the server at most every few seconds, so a CRD version added later is found without help too.
 - Every request has a total timeout (``request_timeout``, default 30 s) and raises ``RequestTimeout``
-  (a ``TimeoutError``) when it expires, so no call waits forever on a half-open connection.
-  A watch is bounded by its ``timeout_seconds`` plus a margin and by an inactivity timeout
-  (``WatchStalled``).
+  (a ``TimeoutError``) when it expires, so no call waits forever on a half-open connection. List
+  pages are the exception: their answer must begin within ``request_timeout`` and their body may
+  never go silent that long, but may take as long as it needs to arrive. A watch is bounded by its
+  ``timeout_seconds`` plus a margin and by an inactivity timeout (``WatchStalled``); ``watch`` can
+  also stream the initial state (WatchList, ``send_initial_events``).
 - Non-2xx answers raise the typed errors of ``agentkube.runtime.errors`` carrying the server's
-  Status message and causes.
+  Status message and causes, and ``retry_after`` when the server asked for a wait.
+- Reads (GET: get, every list page, discovery) throttled by the server (429, or a 5xx carrying
+  ``Retry-After``) are sent again after the wait asked for (at least 1 s), up to ``read_retries``
+  times within ``read_retry_budget`` seconds of waiting; then the error is raised with its
+  ``retry_after`` for the caller to honour. Writes are never retried here.
 - ``list`` follows ``continue`` through every page and returns ``(items, resourceVersion)``, every item
-  carrying ``apiVersion`` and ``kind``. If a continue token expires midway, the list is redone in
-  one unpaginated request, as client-go's pager does.
+  carrying ``apiVersion`` and ``kind``. If a continue token expires midway, the list starts over
+  from the first page. A page's body has no total timeout, only an inactivity timeout.
 - Metadata-only list and watch (``metadata_only=True``) ask for PartialObjectMetadata; the objects
   returned keep only ``apiVersion``, ``kind`` and ``metadata``, with ``apiVersion``/``kind`` set to the
   kind asked for (not ``meta.k8s.io/v1 PartialObjectMetadata``) so they key the same way as full ones.
 - ``watch`` is an async generator: close it (``contextlib.aclosing``) when you stop early, so the
   connection is released at once rather than when the generator is collected.
-- Writes send ``fieldManager`` (default ``agentkube``); ``apply`` is server-side apply with
-  ``force`` by default; every write takes ``dry_run=True`` to have the server validate without
-  persisting.
+- Writes send ``fieldManager`` (default ``agentkube``); ``apply`` is server-side apply, without
+  ``force`` unless asked (a conflict with another manager raises ``Conflict``); every write takes
+  ``dry_run=True`` to have the server validate without persisting.
 - Credentials from an exec plugin are refreshed before they expire and, after a 401, the plugin is
   run again and the request retried once.
 - Each HTTP request counts once in ``rest_client_requests_total{code,method,host}`` (``code`` is
@@ -62,6 +68,8 @@ from agentkube.runtime.errors import (
     Gone,
     KindNotServed,
     RequestTimeout,
+    ServerError,
+    TooManyRequests,
     WatchStalled,
 )
 from agentkube.runtime.gvk import GVK
@@ -87,12 +95,19 @@ _ACCEPT_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1
 
 # Seconds a watch may outlive its timeoutSeconds before we stop trusting the server to end it.
 _WATCH_MARGIN = 30.0
-# kube-apiserver's watch cache sends a bookmark about once a minute even when nothing changes, so a
-# watch with bookmarks that is silent for two and a half minutes sits on a dead connection.
-_BOOKMARK_INACTIVITY = 150.0
+# kube-apiserver's watch cache sends a bookmark about once a minute even when nothing changes, and
+# one 2 s before timeoutSeconds ends the watch: a watch with bookmarks silent for longer than the
+# smaller of the two (plus a margin for scheduling) sits on a dead connection.
+_BOOKMARK_CADENCE = 60.0
+_BOOKMARK_MARGIN = 5.0
+# A list whose continue token keeps expiring is started over at most this often before Gone is raised.
+_LIST_RESTARTS = 3
 # A kind missing from a cached group-version is looked up again at most this often.
 _DISCOVERY_MISS_RECHECK = 5.0
 _USER_AGENT = "agentkube/0.1.0 (python; agentkube.runtime)"
+# The least a throttled read waits before it is sent again, whatever the server said: APF answers
+# "Retry-After: 1" at the least, and a proxy that says 0 must not get a hot loop.
+_MIN_RETRY_WAIT = 1.0
 
 Obj = dict[str, Any]
 # Query parameters, in order; a name may repeat. (Named here because Client.list shadows `list`.)
@@ -152,7 +167,18 @@ class Client:
         *,
         request_timeout: float = 30.0,
         field_manager: str = "agentkube",
+        read_retries: int = 10,
+        read_retry_budget: float = 60.0,
     ) -> None:
+        """
+        request_timeout: seconds each request may take in total (a watch: to its response headers).
+            Default 30.
+        field_manager: the ``fieldManager`` of writes. Default ``agentkube``.
+        read_retries: times a throttled read (429, or 5xx with ``Retry-After``) is sent again before
+            its error is raised. Default 10 (client-go's).
+        read_retry_budget: seconds a read may spend waiting for those retries in all; a wait that
+            would overrun it is not started, and the error is raised at once. Default 60.
+        """
         if request_timeout <= 0:
             raise ValueError(f"request_timeout must be positive, got {request_timeout!r}")
         if not field_manager:
@@ -164,8 +190,12 @@ class Client:
         self._proxy: str | None = getattr(rest, "proxy", None) or None
         self._proxy_headers: Mapping[str, str] | None = getattr(rest, "proxy_headers", None) or None
         self._server_hostname: str | None = getattr(rest, "server_hostname", None) or None
+        if read_retries < 0 or read_retry_budget < 0:
+            raise ValueError("read_retries and read_retry_budget must not be negative")
         self.request_timeout = request_timeout
         self.field_manager = field_manager
+        self.read_retries = read_retries
+        self.read_retry_budget = read_retry_budget
         host = str(self._configuration.host).rstrip("/")
         self._base = host
         url = URL(host)
@@ -186,13 +216,16 @@ class Client:
         context: str | None = None,
         request_timeout: float = 30.0,
         field_manager: str = "agentkube",
+        read_retries: int = 10,
+        read_retry_budget: float = 60.0,
     ) -> Client:
         """A client from a kubeconfig file, or from the in-cluster service account.
 
         With ``path`` None the order is controller-runtime's: ``$KUBECONFIG`` (a list of files,
         merged), else the in-cluster configuration when running in a pod (service-account token,
         re-read as the kubelet rotates it, and the cluster CA), else ``~/.kube/config``.
-        ``context`` picks a kubeconfig context other than the current one.
+        ``context`` picks a kubeconfig context other than the current one; the other arguments are
+        ``Client``'s.
         """
         configuration = k8s_client.Configuration()
         loader: Any = None
@@ -216,7 +249,13 @@ class Client:
                 "create ~/.kube/config, or run in a pod"
             )
         api_client = k8s_client.ApiClient(configuration=configuration)
-        client = cls(api_client, request_timeout=request_timeout, field_manager=field_manager)
+        client = cls(
+            api_client,
+            request_timeout=request_timeout,
+            field_manager=field_manager,
+            read_retries=read_retries,
+            read_retry_budget=read_retry_budget,
+        )
         if loader is not None and _uses_exec_plugin(loader):
             _install_exec_refresh(client, loader, configuration)
         return client
@@ -322,8 +361,15 @@ class Client:
     ) -> tuple[list[Obj], str]:
         """Every object (across all pages), and the list's resourceVersion to start a watch from.
 
-        ``resource_version="0"`` lets the server answer from its watch cache (possibly stale, much
-        cheaper); ``None`` is a consistent read. ``limit`` is the page size (0: no paging).
+        ``resource_version="0"`` lets the server answer from its watch cache (possibly stale, and the
+        server then ignores ``limit``: one body of everything); ``None`` is a consistent read, which
+        the server pages. ``limit`` is the page size (0: no paging).
+
+        Pages have no total timeout, only ``request_timeout`` for the answer to start and as the
+        longest silence while its body arrives, so a page of a big cluster is never cut off for being
+        big. A continue token that expires midway (410) restarts the list from the first page (at
+        most ``_LIST_RESTARTS`` times, then ``Gone`` is raised), rather than falling back to one
+        unpaginated request that would bring back the very body paging avoids.
         """
         if limit < 0:
             raise ValueError(f"limit must not be negative, got {limit}")
@@ -335,34 +381,36 @@ class Client:
             base.append(("labelSelector", label_selector))
         if field_selector:
             base.append(("fieldSelector", field_selector))
-        items: list[Obj] = []
-        continue_token: str | None = None
+        restarts = 0
         while True:
-            query = list(base)
-            if limit:
-                query.append(("limit", str(limit)))
-            if continue_token:
-                # The server rejects resourceVersion together with continue: the token pins it.
-                query.append(("continue", continue_token))
-            elif resource_version is not None:
-                query.append(("resourceVersion", resource_version))
+            items: list[Obj] = []
+            continue_token: str | None = None
             try:
-                page = await self._json("GET", path, query=query, accept=accept)
+                while True:
+                    query = list(base)
+                    if limit:
+                        query.append(("limit", str(limit)))
+                    if continue_token:
+                        # The server rejects resourceVersion together with continue: the token pins it.
+                        query.append(("continue", continue_token))
+                    elif resource_version is not None:
+                        query.append(("resourceVersion", resource_version))
+                    page = await self._json("GET", path, query=query, accept=accept, streamed=True)
+                    items.extend(_items_of(page, gvk, metadata_only))
+                    continue_token = (page.get("metadata") or {}).get("continue") or None
+                    if not continue_token:
+                        return items, str((page.get("metadata") or {}).get("resourceVersion") or "")
             except Gone:
-                if continue_token is None:
+                if continue_token is None or restarts >= _LIST_RESTARTS:
                     raise
-                # The continue token outlived etcd's compaction window: list everything in one go.
-                log.info("list continue token expired; listing without pages", kind=str(gvk))
-                if resource_version is not None:
-                    base.append(("resourceVersion", resource_version))
-                page = await self._json("GET", path, query=base, accept=accept)
-                items = _items_of(page, gvk, metadata_only)
-                break
-            items.extend(_items_of(page, gvk, metadata_only))
-            continue_token = (page.get("metadata") or {}).get("continue") or None
-            if not continue_token:
-                break
-        return items, str((page.get("metadata") or {}).get("resourceVersion") or "")
+                restarts += 1
+                # The continue token outlived etcd's compaction window: start over from a fresh
+                # snapshot (what we have so far is of a version that no longer exists).
+                log.info(
+                    "list continue token expired; listing again from the first page",
+                    kind=str(gvk),
+                    restart=restarts,
+                )
 
     async def watch(
         self,
@@ -376,29 +424,48 @@ class Client:
         field_selector: str | None = None,
         metadata_only: bool = False,
         inactivity_timeout: float | None = None,
+        send_initial_events: bool = False,
     ) -> AsyncIterator[Obj]:
         """Yield watch events ``{"type": ADDED|MODIFIED|DELETED|BOOKMARK, "object": {...}}``.
 
         Ends normally when the server closes the stream (at ``timeout_seconds``); resume from the
         last ``metadata.resourceVersion`` seen (bookmarks included). An ERROR event raises the
-        matching ``ApiError`` (``Gone`` for an expired resourceVersion: relist). ``WatchStalled`` is
-        raised when no bytes arrive for ``inactivity_timeout`` seconds: by default 150 s with
-        bookmarks (which arrive about every minute), or ``timeout_seconds`` + 30 s without them.
+        matching ``ApiError`` (``Gone`` for an expired resourceVersion: relist).
+
+        ``WatchStalled`` is raised when no bytes arrive for ``inactivity_timeout`` seconds. By
+        default, with bookmarks, that is the longest the server stays silent on a healthy watch plus
+        a margin: kube-apiserver sends a bookmark about every minute and 2 s before
+        ``timeoutSeconds`` ends the watch, so ``min(timeout_seconds, 60) + 5`` s (35 s for a 30 s
+        watch: a dead connection is noticed well within 45 s). Without bookmarks the default is
+        ``timeout_seconds`` + 30 s.
+
+        ``send_initial_events=True`` is a streaming list (WatchList): the server first sends every
+        object as ADDED, then a BOOKMARK annotated ``k8s.io/initial-events-end: "true"`` whose
+        resourceVersion is that of the state just sent, then the changes after it. It asks for
+        ``resourceVersionMatch=NotOlderThan``; ``resource_version=""`` means the current state
+        (a consistent read). Servers without WatchList refuse it (400/422) or ignore it (then no
+        such bookmark ever comes: tell by bookmarks that lack the annotation).
         """
         if timeout_seconds <= 0:
             raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds}")
         if inactivity_timeout is None:
-            inactivity_timeout = _BOOKMARK_INACTIVITY if allow_bookmarks else timeout_seconds + _WATCH_MARGIN
+            inactivity_timeout = (
+                min(float(timeout_seconds), _BOOKMARK_CADENCE) + _BOOKMARK_MARGIN
+                if allow_bookmarks
+                else timeout_seconds + _WATCH_MARGIN
+            )
         if inactivity_timeout <= 0:
             raise ValueError(f"inactivity_timeout must be positive, got {inactivity_timeout}")
         res = await self.resource(gvk)
         path = res.path(namespace)
-        query: Query = [
-            ("watch", "true"),
-            ("resourceVersion", resource_version),
-            ("timeoutSeconds", str(timeout_seconds)),
-        ]
-        if allow_bookmarks:
+        query: Query = [("watch", "true")]
+        if resource_version or not send_initial_events:
+            query.append(("resourceVersion", resource_version))
+        query.append(("timeoutSeconds", str(timeout_seconds)))
+        if send_initial_events:
+            query.append(("sendInitialEvents", "true"))
+            query.append(("resourceVersionMatch", "NotOlderThan"))
+        if allow_bookmarks or send_initial_events:
             query.append(("allowWatchBookmarks", "true"))
         if label_selector:
             query.append(("labelSelector", label_selector))
@@ -419,7 +486,7 @@ class Client:
         try:
             if response.status >= 300:
                 body = await _read_bounded(response, self.request_timeout)
-                raise _error_from(response.status, body)
+                raise _error_from(response.status, body, response.headers.get("Retry-After"))
             pending = bytearray()
             while True:
                 inactivity = asyncio.timeout(inactivity_timeout)
@@ -535,15 +602,16 @@ class Client:
         obj: Obj,
         *,
         field_manager: str | None = None,
-        force: bool = True,
+        force: bool = False,
         subresource: str | None = None,
         dry_run: bool = False,
     ) -> Obj:
         """Server-side apply ``obj`` (or, with ``subresource="status"``, its status).
 
         ``obj`` is the whole intent of this field manager: fields it applied before and leaves out
-        now are removed. ``force`` takes ownership of fields other managers set (a controller is the
-        authority over what it applies); without it such fields raise ``Conflict``.
+        now are removed. Without ``force`` (the default) a field another manager set to a different
+        value raises ``Conflict`` naming it; ``force=True`` takes ownership of such fields, which a
+        controller passes for what it is the authority over (its children, its status).
         """
         gvk, res, namespace, name = await self._locate(obj, need_name=True)
         query = [("fieldManager", field_manager or self.field_manager)]
@@ -591,23 +659,102 @@ class Client:
         body: bytes | None = None,
         content_type: str = "application/json",
         accept: str = "application/json",
+        streamed: bool = False,
     ) -> Obj:
-        """Send one request and return its decoded JSON body, or raise the matching error."""
-        timeout = aiohttp.ClientTimeout(total=self.request_timeout)
+        """Send one request and return its decoded JSON body, or raise the matching error.
+
+        With ``streamed`` (list pages) the body has no total timeout: ``request_timeout`` bounds the
+        wait for the answer to begin and each silence while the body arrives.
+
+        A read (GET) the server throttles (429, or a 5xx with ``Retry-After``) is sent again after the
+        wait the server asked for, within ``read_retries`` and ``read_retry_budget``; writes are not,
+        since whether a write that failed took effect is the caller's to judge.
+        """
+        waited = 0.0
+        retries = 0
+        while True:
+            try:
+                return await self._json_once(
+                    method, path, query=query, body=body, content_type=content_type, accept=accept,
+                    streamed=streamed,
+                )  # fmt: skip
+            except ApiError as exc:
+                wait = self._read_retry_wait(method, exc, retries, waited)
+                if wait is None:
+                    raise
+                retries += 1
+                waited += wait
+                log.info(
+                    "API server asked us to wait; retrying the read",
+                    path=path,
+                    status=exc.status,
+                    retry_in=round(wait, 3),
+                    retry=retries,
+                )
+                await asyncio.sleep(wait)
+
+    def _read_retry_wait(self, method: str, exc: ApiError, retries: int, waited: float) -> float | None:
+        """How long to wait before sending a failed read again, or None: not a read, not a throttle,
+        or out of budget. Never less than ``_MIN_RETRY_WAIT``, so a server that asks for no wait (or
+        says nothing) cannot turn this into a hot loop."""
+        if method != "GET" or retries >= self.read_retries:
+            return None
+        if isinstance(exc, TooManyRequests):
+            wait = exc.retry_after if exc.retry_after is not None else _MIN_RETRY_WAIT
+        elif isinstance(exc, ServerError) and exc.retry_after is not None:
+            wait = exc.retry_after
+        else:
+            return None
+        wait = max(wait, _MIN_RETRY_WAIT)
+        if waited + wait > self.read_retry_budget:
+            return None
+        return wait
+
+    async def _json_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+        streamed: bool = False,
+    ) -> Obj:
+        if streamed:
+            timeout = aiohttp.ClientTimeout(
+                total=None,
+                connect=self.request_timeout,
+                sock_connect=self.request_timeout,
+                sock_read=self.request_timeout,
+            )
+        else:
+            timeout = aiohttp.ClientTimeout(total=self.request_timeout)
         try:
             async with asyncio.timeout(self.request_timeout):
                 response = await self._send(
                     method, path, query=query, body=body, content_type=content_type, accept=accept,
                     client_timeout=timeout,
                 )  # fmt: skip
-                try:
-                    data = await response.read()
-                finally:
-                    response.release()
+                if not streamed:
+                    try:
+                        data = await response.read()
+                    finally:
+                        response.release()
         except TimeoutError as exc:
             raise RequestTimeout(f"{method} {path}: no answer within {self.request_timeout:g} s") from exc
+        if streamed:
+            try:
+                # aiohttp's sock_read bounds each wait for bytes, not the whole body.
+                data = await response.read()
+            except TimeoutError as exc:
+                raise RequestTimeout(
+                    f"{method} {path}: the body stopped arriving for {self.request_timeout:g} s"
+                ) from exc
+            finally:
+                response.release()
         if response.status >= 300:
-            raise _error_from(response.status, data)
+            raise _error_from(response.status, data, response.headers.get("Retry-After"))
         if not data:
             return {}
         decoded = orjson.loads(data)
@@ -710,7 +857,7 @@ def _decode_event(line: bytes | bytearray, gvk: GVK, metadata_only: bool) -> Obj
     return event
 
 
-def _error_from(status: int, data: bytes) -> ApiError:
+def _error_from(status: int, data: bytes, retry_after_header: str | None = None) -> ApiError:
     body: Obj | None = None
     text = ""
     try:
@@ -718,7 +865,9 @@ def _error_from(status: int, data: bytes) -> ApiError:
         body = decoded if isinstance(decoded, dict) else None
     except orjson.JSONDecodeError:
         text = data[:512].decode("utf-8", errors="replace").strip()
-    return ApiError.from_status(body, status=status, fallback_message=text)
+    return ApiError.from_status(
+        body, status=status, fallback_message=text, retry_after_header=retry_after_header
+    )
 
 
 async def _read_bounded(response: aiohttp.ClientResponse, seconds: float) -> bytes:

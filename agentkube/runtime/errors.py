@@ -14,11 +14,19 @@ What a caller may rely on:
 - A watch ``ERROR`` event is turned into the same types (``410``/``Expired`` -> ``Gone``).
 - ``is_retryable`` is true for connection errors, timeouts, 429 and 5xx: the failures a retry can
   cure. It is false for 4xx answers, which a retry would only repeat.
+- ``.retry_after`` is how long the server asked us to wait (seconds, from the ``Retry-After`` header or
+  ``Status.details.retryAfterSeconds``, the longer of the two), or ``None``. ``retry_after(exc)`` finds
+  it through ``raise ... from`` chains and exception groups, so whoever schedules the retry (the
+  controller's requeue, the reflector's backoff) can wait no less than that.
+- ``is_rejection`` is true for answers that refuse a write for what it contains: a retry of the same
+  body gets the same answer (422 Invalid, 400 BadRequest, 413, 415, and the 500s server-side apply
+  answers for a body that does not fit the schema, such as "field not declared in schema").
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import aiohttp
@@ -38,7 +46,9 @@ __all__ = [
     "TooManyRequests",
     "Unauthorized",
     "WatchStalled",
+    "is_rejection",
     "is_retryable",
+    "retry_after",
 ]
 
 
@@ -54,6 +64,7 @@ class ApiError(Exception):
     message: str
     causes: list[dict[str, Any]]
     body: dict[str, Any] | None
+    retry_after: float | None
 
     def __init__(
         self,
@@ -62,12 +73,14 @@ class ApiError(Exception):
         message: str = "",
         causes: list[dict[str, Any]] | None = None,
         body: dict[str, Any] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.status = status
         self.reason = reason
         self.message = message
         self.causes = list(causes or [])
         self.body = body
+        self.retry_after = retry_after
         super().__init__(self._describe())
 
     def _describe(self) -> str:
@@ -84,15 +97,25 @@ class ApiError(Exception):
         return self._describe()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.status, self.reason, self.message, self.causes, self.body))
+        return (
+            type(self),
+            (self.status, self.reason, self.message, self.causes, self.body, self.retry_after),
+        )
 
     @classmethod
     def from_status(
-        cls, body: dict[str, Any] | None, *, status: int | None = None, fallback_message: str = ""
+        cls,
+        body: dict[str, Any] | None,
+        *,
+        status: int | None = None,
+        fallback_message: str = "",
+        retry_after_header: str | None = None,
     ) -> ApiError:
         """Build the matching subclass from a ``metav1.Status`` (or whatever the server sent).
 
         ``status`` is the HTTP status; when absent (a watch ERROR event) the Status' ``code`` is used.
+        ``retry_after_header`` is the answer's ``Retry-After`` header, if any (only delay-seconds is
+        understood; an HTTP date, which kube-apiserver never sends, is ignored).
         """
         status_body = body if isinstance(body, dict) and body.get("kind") == "Status" else None
         code = status if status is not None else 0
@@ -107,7 +130,29 @@ class ApiError(Exception):
             causes = [c for c in details["causes"] if isinstance(c, dict)]
         if not message:
             message = fallback_message
-        return _pick_class(code, reason)(code, reason, message, causes, body)
+        waits = [_seconds(retry_after_header)]
+        if isinstance(details, dict):
+            waits.append(_seconds(details.get("retryAfterSeconds")))
+        known = [w for w in waits if w is not None]
+        wait = max(known) if known else None
+        return _pick_class(code, reason)(code, reason, message, causes, body, wait)
+
+
+def _seconds(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        try:
+            seconds = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds
 
 
 def _cause_text(cause: dict[str, Any]) -> str:
@@ -219,3 +264,52 @@ def is_retryable(exc: BaseException) -> bool:
         return False
     # Timeouts (ours and aiohttp's), refused/reset connections, DNS failures, TLS handshakes cut off.
     return isinstance(exc, asyncio.TimeoutError | aiohttp.ClientError | ConnectionError | OSError)
+
+
+# What server-side apply answers (as 500 InternalError, a known kube-apiserver quirk) when the body
+# does not fit the kind's schema: the same body is refused again however often it is sent.
+_APPLY_SCHEMA_ERRORS = (
+    "field not declared in schema",
+    "failed to create typed patch object",
+    "failed to create typed live object",
+    "failed to convert new object",
+    "cannot be handled as a",
+)
+
+
+def is_rejection(exc: BaseException) -> bool:
+    """True when the server refused a write for what its body says: sending it again is pointless.
+
+    422 Invalid, 400 BadRequest, 413 (too large), 415, and the 500s of server-side apply for a body
+    that does not fit the schema. A 5xx without such a message (etcd down, a webhook failing) is not
+    a rejection: it may pass next time.
+    """
+    if not isinstance(exc, ApiError) or isinstance(exc, KindNotServed):
+        return False
+    if isinstance(exc, Invalid | BadRequest) or exc.status in (413, 415):
+        return True
+    if exc.status == 500:
+        text = exc.message.lower()
+        return any(marker in text for marker in _APPLY_SCHEMA_ERRORS)
+    return False
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """The longest wait the server asked for anywhere in ``exc`` (its cause chain, its exception
+    group members), or ``None`` when no part of it carries a ``Retry-After``."""
+    found: list[float] = []
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        err = stack.pop()
+        if id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, ApiError) and err.retry_after is not None:
+            found.append(err.retry_after)
+        if isinstance(err, BaseExceptionGroup):
+            stack.extend(err.exceptions)
+        for linked in (err.__cause__, err.__context__):
+            if linked is not None:
+                stack.append(linked)
+    return max(found) if found else None

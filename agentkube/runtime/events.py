@@ -21,6 +21,9 @@ What a caller may rely on:
   characters. ``type`` must be ``Normal`` or ``Warning`` (anything else is a bug: ``ValueError``).
 - ``await flush()`` returns once everything queued so far has been written (or has failed);
   ``await close()`` flushes (bounded) and stops the background task.
+- ``stop()`` ends the recorder's writes at once and for good: what is queued is dropped, a write in
+  flight is cancelled, and later ``event()`` calls are ignored. The manager calls it when leadership
+  is lost, since another replica may lead already and our term's writes are over.
 """
 
 from __future__ import annotations
@@ -140,6 +143,7 @@ class EventRecorder:
         self._worker: asyncio.Task[None] | None = None
         self._series: OrderedDict[_Key, _Series] = OrderedDict()
         self._dropped = 0
+        self._stopped = False
 
     # ------------------------------------------------------------------------------------- public
 
@@ -160,6 +164,9 @@ class EventRecorder:
             raise ValueError(f"type: {type!r} must be 'Normal' or 'Warning'")
         if not reason:
             raise ValueError("reason: required (a CamelCase word such as 'SecretNotFound')")
+        if self._stopped:
+            log.debug("event recorder stopped; event not recorded", reason=reason)
+            return
         regarding = _reference(obj)
         note = _truncate_utf8(note, _NOTE_LIMIT_BYTES)
         reason = reason[:_FIELD_LIMIT]
@@ -201,6 +208,35 @@ class EventRecorder:
         """Wait until every event queued so far has been written or has failed."""
         if self._queue is not None:
             await self._queue.join()
+
+    @property
+    def stopped(self) -> bool:
+        """True once ``stop()`` was called: nothing more is written."""
+        return self._stopped
+
+    def stop(self) -> None:
+        """Stop writing now: drop what is queued, cancel the write in flight, ignore later events.
+
+        Synchronous so that it takes effect before anything else runs on the event loop. Permanent:
+        a stopped recorder never writes again (make a new one for a new term).
+        """
+        self._stopped = True
+        queue, worker = self._queue, self._worker
+        self._queue = None
+        self._worker = None
+        if queue is not None:
+            dropped = queue.qsize()
+            while not queue.empty():
+                queue.get_nowait()
+                queue.task_done()
+            if dropped:
+                log.info(
+                    "event recorder stopped; queued events dropped",
+                    reporting=self.reporting_controller,
+                    dropped=dropped,
+                )
+        if worker is not None:
+            worker.cancel()
 
     async def close(self, grace: float = 5.0) -> None:
         """Flush for at most ``grace`` seconds, then stop the background writer."""

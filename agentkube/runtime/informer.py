@@ -13,12 +13,16 @@ What a caller may rely on:
   ``RESYNC`` (with ``old`` the same object), which handlers can tell apart from real changes. A resync is
   not a relist: it costs the API server nothing.
 - ``agentkube_cache_objects{kind}`` counts the objects held by running informers of each kind.
+- ``NamespacedInformers`` puts the informers of one kind in several namespaces behind the surface of
+  one (handlers, sync, ``store`` reads), for a kind cached in a set of namespaces rather than one or
+  all; it does not run them (the cache does).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+import builtins
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -29,6 +33,7 @@ from agentkube.runtime.reflector import (
     Backoff,
     Event,
     EventType,
+    InitialList,
     Reflector,
     Transform,
     strip_managed_fields,
@@ -38,7 +43,7 @@ from agentkube.runtime.store import Indexer, Store
 if TYPE_CHECKING:
     from agentkube.runtime.client import Client
 
-__all__ = ["Event", "EventType", "Handler", "Informer"]
+__all__ = ["Event", "EventType", "Handler", "Informer", "NamespacedInformers"]
 
 log = structlog.get_logger(__name__)
 
@@ -63,9 +68,10 @@ class Informer:
         transform: Transform | None = strip_managed_fields,
         resync_period: float | None = None,
         indexers: Mapping[str, Indexer] | None = None,
-        watch_timeout: tuple[int, int] = (300, 600),
+        watch_timeout: tuple[int, int] = (20, 30),
         inactivity_timeout: float | None = None,
         backoff: Backoff | None = None,
+        initial_list: InitialList = "auto",
     ) -> None:
         """
         namespace: cache only this namespace (ignored for cluster-scoped kinds). Default: all.
@@ -75,7 +81,7 @@ class Informer:
             None stores objects as the server sent them.
         resync_period: seconds between RESYNC re-deliveries of the whole store. Default None (never).
         indexers: extra indexes beyond namespace and owner uid. Default none.
-        watch_timeout, inactivity_timeout, backoff: see ``Reflector``.
+        watch_timeout, inactivity_timeout, backoff, initial_list: see ``Reflector``.
         """
         if resync_period is not None and resync_period <= 0:
             raise ValueError(f"resync_period must be positive, got {resync_period}")
@@ -95,6 +101,7 @@ class Informer:
             watch_timeout=watch_timeout,
             inactivity_timeout=inactivity_timeout,
             backoff=backoff,
+            initial_list=initial_list,
         )
         # A tuple, replaced on change: a handler that adds another while being called does not
         # disturb the loop delivering the current event.
@@ -224,3 +231,100 @@ def _describe(obj: dict[str, Any]) -> str:
         return str(ObjectKey.of(obj))
     except (KeyError, TypeError):
         return "<unnamed>"
+
+
+class _UnionStore:
+    """Reads over the stores of several namespace-scoped informers of one kind (disjoint by namespace)."""
+
+    def __init__(self, members: Sequence[Informer]) -> None:
+        self._by_namespace = {str(i.namespace): i.store for i in members}
+
+    def get(self, key: ObjectKey) -> dict[str, Any] | None:
+        store = self._by_namespace.get(str(key.namespace))
+        return store.get(key) if store is not None else None
+
+    def list(self) -> builtins.list[dict[str, Any]]:
+        return [obj for store in self._by_namespace.values() for obj in store.list()]
+
+    def keys(self) -> builtins.list[ObjectKey]:
+        return [key for store in self._by_namespace.values() for key in store.keys()]  # noqa: SIM118
+
+    def by_index(self, index: str, value: str) -> builtins.list[dict[str, Any]]:
+        return [obj for store in self._by_namespace.values() for obj in store.by_index(index, value)]
+
+    def snapshot(self) -> Mapping[ObjectKey, dict[str, Any]]:
+        merged: dict[ObjectKey, dict[str, Any]] = {}
+        for store in self._by_namespace.values():
+            merged.update(store.snapshot())
+        return merged
+
+    def add_indexer(self, name: str, fn: Indexer) -> None:
+        for store in self._by_namespace.values():
+            store.add_indexer(name, fn)
+
+    def __len__(self) -> int:
+        return sum(len(store) for store in self._by_namespace.values())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, ObjectKey) and self.get(key) is not None
+
+
+class NamespacedInformers:
+    """One kind cached in a set of namespaces: the members' events reach every handler, ``store``
+    reads across them, and it is synced once all of them are. Built by the cache for a kind whose
+    ``KindOptions.namespaces`` names several; the cache runs the members."""
+
+    def __init__(self, gvk: GVK, members: Sequence[Informer]) -> None:
+        if not members or any(m.gvk != gvk or m.namespace is None for m in members):
+            raise ValueError(f"{gvk}: NamespacedInformers needs namespace-scoped informers of that kind")
+        self.gvk = gvk
+        self.members = tuple(members)
+        self.store = _UnionStore(self.members)
+
+    def __repr__(self) -> str:
+        return f"<NamespacedInformers {self.gvk} in {', '.join(str(m.namespace) for m in self.members)}>"
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        return tuple(str(m.namespace) for m in self.members)
+
+    @property
+    def namespace(self) -> str | None:
+        return None
+
+    @property
+    def label_selector(self) -> str | None:
+        return self.members[0].label_selector
+
+    @property
+    def field_selector(self) -> str | None:
+        return self.members[0].field_selector
+
+    @property
+    def metadata_only(self) -> bool:
+        return self.members[0].metadata_only
+
+    @property
+    def synced(self) -> bool:
+        return all(m.synced for m in self.members)
+
+    def add_handler(self, handler: Handler) -> None:
+        for member in self.members:
+            member.add_handler(handler)
+
+    def remove_handler(self, handler: Handler) -> None:
+        for member in self.members:
+            member.remove_handler(handler)
+
+    def add_indexer(self, name: str, fn: Indexer) -> None:
+        self.store.add_indexer(name, fn)
+
+    async def wait_for_sync(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """Wait until every member synced; False when ``timeout`` seconds pass first."""
+        try:
+            async with asyncio.timeout(timeout):
+                for member in self.members:
+                    await member.wait_for_sync()
+        except TimeoutError:
+            return False
+        return True

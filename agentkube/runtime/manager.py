@@ -20,8 +20,9 @@ What a caller may rely on:
   running at the deadline is cancelled. A second signal cancels everything at once.
 - The manager never closes its client: close it after ``run()`` returns. By then every Event the
   recorders of ``event_recorder()`` had queued is written (within ``graceful_shutdown_timeout``).
-- Losing the lease is fatal: reconciles are cancelled on the spot (another replica may lead already),
-  a clear error line is logged, and ``run()`` raises ``LeaderElectionLost`` so the process exits
+- Losing the lease is fatal: reconciles are cancelled on the spot (another replica may lead already)
+  and the event recorders stop (queued events are dropped, later ones ignored), a clear error line
+  is logged, and ``run()`` raises ``LeaderElectionLost`` so the process exits
   non-zero and Kubernetes restarts it as a follower. A runnable that raises makes ``run()`` raise
   that error after the same ordered shutdown.
 """
@@ -32,16 +33,17 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentkube.runtime import metrics
 from agentkube.runtime.builder import Builder
-from agentkube.runtime.cache import Cache
+from agentkube.runtime.cache import Cache, KindOptions, UncachedReader
 from agentkube.runtime.controller import Controller
 from agentkube.runtime.events import EventRecorder
+from agentkube.runtime.gvk import GVK
 from agentkube.runtime.leaderelection import LeaderElectionLost, LeaderElector
 from agentkube.runtime.logging import get_logger
 from agentkube.runtime.probes import Check, HttpServer, metrics_routes, parse_bind_address, probe_routes
@@ -95,6 +97,10 @@ class ManagerOptions:
     """Seconds the whole ordered shutdown may take before what remains is cancelled. Default 30."""
     namespace: str | None = None
     """Cache (and so watch) only this namespace. Default None: all namespaces."""
+    cache_by_kind: Mapping[GVK, KindOptions] = field(default_factory=dict)
+    """Per-kind cache options (selectors, namespace, metadata-only, transform), e.g.
+    ``{SECRET: KindOptions(label_selector="app.kubernetes.io/managed-by=agentkube")}`` to cache only
+    the Secrets we label. Default: none."""
     sync_period: float | None = None
     """Seconds between RESYNC re-deliveries of every cached object. Default None: never (an agentkube
     choice; controller-runtime's 10 h default mostly hides bugs)."""
@@ -120,7 +126,10 @@ class Manager:
         self.options = options or ManagerOptions()
         self._client = client
         self._cache = Cache(
-            client, default_namespace=self.options.namespace, resync_period=self.options.sync_period
+            client,
+            default_namespace=self.options.namespace,
+            resync_period=self.options.sync_period,
+            by_kind=self.options.cache_by_kind,
         )
         self._controllers: dict[str, Controller] = {}
         self._controller_tasks: list[asyncio.Task[None]] = []
@@ -156,6 +165,11 @@ class Manager:
     @property
     def client(self) -> Client:
         return self._client
+
+    @property
+    def api_reader(self) -> UncachedReader:
+        """Reads straight from the API server (``cache.uncached``), for what is not worth caching."""
+        return self._cache.uncached
 
     @property
     def cache(self) -> Cache:
@@ -327,6 +341,10 @@ class Manager:
         self._leading = False
         if self._releasing:
             return
+        # Events are writes of the term too: what is queued (or recorded by a reconcile as it is
+        # cancelled) must not reach the API server under a lease that is someone else's now.
+        for recorder in self._recorders.values():
+            recorder.stop()
         for task in self._controller_tasks:
             task.cancel()
         for runnable in self._runnables:

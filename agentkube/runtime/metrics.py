@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 __all__ = [
     "ACTIVE_WORKERS",
     "CACHE_OBJECTS",
+    "CACHE_TRANSFORM_FAILURES",
     "EVENT_LOOP_LAG",
     "LEADER_ELECTION_STATUS",
     "MAX_CONCURRENT_RECONCILES",
@@ -34,6 +35,7 @@ __all__ = [
     "REGISTRY",
     "REST_CLIENT_REQUESTS",
     "TERMINAL_RECONCILE_ERRORS",
+    "WATCH_STALLS",
     "WORKQUEUE_ADDS",
     "WORKQUEUE_DEPTH",
     "WORKQUEUE_LONGEST_RUNNING",
@@ -169,6 +171,20 @@ REST_CLIENT_REQUESTS = Counter(
 CACHE_OBJECTS = Gauge(
     "agentkube_cache_objects",
     'Objects held by the informer cache, per kind ("group/version/Kind", or "v1/Kind" for core).',
+    ["kind"],
+    registry=REGISTRY,
+)
+# agentkube_cache_transform_failures_total{kind}: objects dropped because the transform raised.
+CACHE_TRANSFORM_FAILURES = Counter(
+    "agentkube_cache_transform_failures",
+    "Objects the informer cache dropped because its transform raised on them, per kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
+# agentkube_watch_stalls_total{kind}: watches ended because no byte (not even a bookmark) arrived in time.
+WATCH_STALLS = Counter(
+    "agentkube_watch_stalls",
+    "Watches restarted because the connection went silent past the inactivity timeout, per kind.",
     ["kind"],
     registry=REGISTRY,
 )

@@ -2,14 +2,26 @@
 
 What a caller may rely on:
 
-- The first list asks for ``resourceVersion="0"``: the API server answers from its watch cache instead
-  of a quorum read from etcd, which is what keeps a thousand restarting operators from flattening etcd.
-  The client follows ``continue`` through every page.
+- The first list (and every relist) is a streaming list where the server supports it (WatchList,
+  kube-apiserver 1.32 and later by default): one watch with ``sendInitialEvents=true`` and
+  ``resourceVersionMatch=NotOlderThan`` that sends every object as ADDED and then a bookmark
+  annotated ``k8s.io/initial-events-end``, so the initial state arrives object by object instead of
+  as one body to buffer and decode. A server that refuses it (400/422) or ignores it (bookmarks
+  without the annotation) gets a paginated consistent list instead (``limit`` pages of 500 followed
+  through ``continue``; an expired continue token starts the list over), from then on. Neither has a
+  total timeout; each has an inactivity timeout, so a big first sync is never cut off for being big.
+  ``initial_list`` forces one way (``"stream"`` or ``"paginate"``); ``last_list_mode`` says which
+  the last (re)list used.
 - Then one watch after another, each with ``allowWatchBookmarks`` and a random ``timeoutSeconds`` in
-  [300, 600] (so watches of many processes do not all end at the same moment), resuming from the last
+  [20, 30] (so watches of many processes do not all end at the same moment), resuming from the last
   resourceVersion seen. Bookmarks move that resourceVersion on even when nothing of ours changes, so a
-  resumed watch rarely starts from a version etcd has compacted away. A client-side inactivity timeout
-  ends a watch whose connection went silent (half-open TCP looks exactly like a quiet watch).
+  resumed watch rarely starts from a version etcd has compacted away. kube-apiserver sends a bookmark
+  2 s before ``timeoutSeconds`` ends a watch, so a healthy watch is never silent for longer than
+  that; the client's inactivity timeout (``timeoutSeconds`` + 5 s, at most 35 s) ends a watch whose
+  connection went silent (half-open TCP, or a stopped server, looks exactly like a quiet watch), the
+  reflector counts it (``agentkube_watch_stalls_total{kind}``) and resumes from its resourceVersion.
+  Short watches cost a request every half minute per informer and nothing else: they resume from the
+  watch cache.
 - A watch (or list) answered with 410 Gone means the resourceVersion is compacted away: the reflector
   relists without a resourceVersion (a consistent read) and delivers the difference between the store
   and the fresh list: objects that appeared as ADDED, changed ones as MODIFIED, and objects deleted
@@ -26,7 +38,11 @@ What a caller may rely on:
   store it has (and relists if that version is gone by then).
 
 Objects pass through the transform before they are stored: ``strip_managed_fields`` by default, which
-drops ``metadata.managedFields`` (often half of an object's bytes, never needed by a controller). The
+drops ``metadata.managedFields`` (often half of an object's bytes, never needed by a controller). A
+transform that raises fails closed: the object is left out of the store (a cached earlier state of it
+is removed and reported DELETED), counted in ``agentkube_cache_transform_failures_total{kind}`` and
+logged by name and resourceVersion only (never its content, nor the exception's text, which may
+quote it); the watch goes on past it. The
 reflector then shares repeated strings in the metadata (namespace, labels, owner references, ...)
 between objects, which is most of what makes a cached object small.
 """
@@ -40,11 +56,21 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
-from agentkube.runtime.errors import Gone, KindNotServed, NotFound
+from agentkube.runtime import metrics
+from agentkube.runtime.errors import (
+    BadRequest,
+    Gone,
+    Invalid,
+    KindNotServed,
+    NotFound,
+    TooManyRequests,
+    WatchStalled,
+    retry_after,
+)
 from agentkube.runtime.gvk import GVK, ObjectKey
 from agentkube.runtime.store import Store
 
@@ -52,18 +78,28 @@ if TYPE_CHECKING:
     from agentkube.runtime.client import Client
 
 __all__ = [
+    "INITIAL_EVENTS_END",
     "Backoff",
     "Event",
     "EventType",
+    "InitialList",
     "Reflector",
     "Transform",
     "relist_events",
+    "retry_delay",
     "strip_managed_fields",
 ]
 
 log = structlog.get_logger(__name__)
 
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
+InitialList = Literal["auto", "stream", "paginate"]
+
+# The bookmark that ends the initial state of a streaming list (WatchList).
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+# timeoutSeconds of a streaming list: long, since the initial state of a big kind takes a while; the
+# stream is closed as soon as that state is in, and ordinary (short) watches take over.
+_STREAM_TIMEOUT = (300, 600)
 
 
 class EventType(enum.Enum):
@@ -192,6 +228,20 @@ class Backoff:
         self._retry_at = None
 
 
+# A 429 that names no wait still means "not now": never retried sooner than this.
+_THROTTLED_MIN_WAIT = 1.0
+
+
+def retry_delay(backoff: Backoff, error: BaseException) -> float:
+    """The wait before the next try after ``error``: the backoff's next delay, but never less than
+    the ``Retry-After`` the server gave (``errors.retry_after``), nor less than 1 s after a 429."""
+    delay = backoff.next_delay()
+    asked = retry_after(error)
+    if asked is None and isinstance(error, TooManyRequests):
+        asked = _THROTTLED_MIN_WAIT
+    return max(delay, asked or 0.0)
+
+
 def relist_events(
     old: Mapping[ObjectKey, dict[str, Any]], new: Mapping[ObjectKey, dict[str, Any]]
 ) -> list[Event]:
@@ -221,6 +271,10 @@ def relist_events(
     return events
 
 
+class _StreamingUnsupported(Exception):
+    """The server took a streaming list for an ordinary watch (it ignored ``sendInitialEvents``)."""
+
+
 class _WatchEndedEarly(Exception):
     """The server closed a watch at once without sending anything: treated as a failure, so a server
     that keeps doing so is retried with backoff instead of in a hot loop."""
@@ -241,22 +295,27 @@ class Reflector:
         field_selector: str | None = None,
         metadata_only: bool = False,
         transform: Transform | None = strip_managed_fields,
-        watch_timeout: tuple[int, int] = (300, 600),
+        watch_timeout: tuple[int, int] = (20, 30),
         inactivity_timeout: float | None = None,
         page_size: int = 500,
         backoff: Backoff | None = None,
+        initial_list: InitialList = "auto",
     ) -> None:
         """
         namespace: watch only this namespace (ignored for cluster-scoped kinds). Default: all.
         label_selector, field_selector: server-side filters, in the API's string syntax.
         metadata_only: list and watch PartialObjectMetadata; objects keep apiVersion, kind, metadata.
         transform: applied to every object before it is stored. Default ``strip_managed_fields``.
-        watch_timeout: bounds of the random ``timeoutSeconds`` of each watch. Default (300, 600).
-        inactivity_timeout: seconds without a byte (bookmarks come about once a minute) after which
-            a watch is considered dead and restarted. Default: the client's (150 s with bookmarks).
-        page_size: ``limit`` of each list page. Default 500.
+        watch_timeout: bounds of the random ``timeoutSeconds`` of each watch. Default (20, 30).
+        inactivity_timeout: seconds without a byte after which a watch is considered dead and
+            resumed. Default: the client's (``timeoutSeconds`` + 5 s with bookmarks, at most 65 s).
+        page_size: ``limit`` of each list page of a paginated list. Default 500.
         backoff: retry policy after failures. Default ``Backoff()`` (0.8 s doubling to 30 s).
+        initial_list: how to (re)list: ``"auto"`` (stream where the server can, else paginate),
+            ``"stream"`` or ``"paginate"``. Default ``"auto"``.
         """
+        if initial_list not in ("auto", "stream", "paginate"):
+            raise ValueError(f"initial_list must be 'auto', 'stream' or 'paginate', got {initial_list!r}")
         lo, hi = watch_timeout
         if not 0 < lo <= hi:
             raise ValueError(f"watch_timeout needs 0 < low <= high, got {watch_timeout}")
@@ -274,11 +333,15 @@ class Reflector:
         self._page_size = page_size
         self._backoff = backoff or Backoff()
         self._synced = asyncio.Event()
+        self._transform_failures = metrics.CACHE_TRANSFORM_FAILURES.labels(kind=str(gvk))
         # Where the next watch starts. Empty until the first list; then moved by every event and bookmark.
         self.resource_version = ""
-        # "0" for the first list (watch cache), None (consistent read from etcd) after a 410.
-        self._list_rv: str | None = "0"
+        self.initial_list: InitialList = initial_list
+        # Whether the server streams lists: None until the first try tells.
+        self._streams: bool | None = {"auto": None, "stream": True, "paginate": False}[initial_list]
+        self.last_list_mode: Literal["", "stream", "paginate"] = ""
         self._must_list = True
+        self._stalls = metrics.WATCH_STALLS.labels(kind=str(gvk))
         # True while the watch running is the first after a list: a 410 then is not the usual "too old
         # after a disconnect" but a server that cannot serve its own list's version, and relisting at
         # once would loop hot.
@@ -324,13 +387,15 @@ class Reflector:
             delay: float
             try:
                 if self._must_list:
-                    await self._list()
+                    if self._streams is False:
+                        await self._list()
+                    else:
+                        await self._stream_list()
                 await self._watch()
                 continue
             except Gone as exc:
                 listing = self._must_list
                 self._must_list = True
-                self._list_rv = None
                 if not listing and not self._first_watch_after_list:
                     # The usual case: the watch's resourceVersion was compacted away while we were
                     # disconnected. Nothing is wrong with the server, so relist at once.
@@ -349,7 +414,17 @@ class Reflector:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                delay = self._backoff.next_delay()
+                if self._must_list and self._streams is None and _refuses_streaming(exc):
+                    # Decided once: this server pages its lists, and the next try does so at once.
+                    self._streams = False
+                    self._log.info(
+                        "the API server does not stream lists; using paginated lists",
+                        error=str(exc) or type(exc).__name__,
+                    )
+                    continue
+                if isinstance(exc, WatchStalled):
+                    self._stalls.inc()
+                delay = retry_delay(self._backoff, exc)
                 phase = "list" if self._must_list else "watch"
                 self._log.warning(
                     f"{phase} failed",
@@ -368,7 +443,8 @@ class Reflector:
             self._scope_known = True
         return self._scope
 
-    def _prepare(self, obj: dict[str, Any]) -> dict[str, Any]:
+    def _prepare(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """The object as it is to be stored, or None when the transform raised on it."""
         if self.metadata_only and (len(obj) != 3 or obj.get("kind") != self.gvk.kind):
             # The server sends PartialObjectMetadata; name the kind it stands for, as controller-runtime
             # does, so a cached object says what it is (the client does this already; keep it certain).
@@ -376,14 +452,28 @@ class Reflector:
         if self._transform is not None:
             try:
                 obj = self._transform(obj)
-            except Exception:
-                # Failing here would restart the watch at the same event forever; an untransformed
-                # object in the cache is the smaller harm, and the log names it.
-                self._log.exception("transform failed; caching the object as sent", object=_key_of(obj))
+            except Exception as exc:
+                # Fail closed: the transform is often what keeps secret values out of memory, so an
+                # object it could not handle is not cached at all. Neither the object nor the
+                # exception's text is logged (either may hold the value); where it was raised is.
+                self._transform_failures.inc()
+                self._log.error(
+                    "transform failed; object left out of the cache",
+                    object=_key_of(obj),
+                    resource_version=_rv_of(obj),
+                    error_type=type(exc).__name__,
+                    raised_at=_raised_at(exc),
+                )
+                return None
         _intern_metadata(obj)
         return obj
 
+    def _prepare_all(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        prepare = self._prepare
+        return [obj for obj in map(prepare, items) if obj is not None]
+
     async def _list(self) -> None:
+        """A paginated consistent list (``limit`` + ``continue``), then the store swapped in whole."""
         namespace = await self._resolve_scope()
         self.lists += 1
         items, rv = await self._client.list(
@@ -392,18 +482,63 @@ class Reflector:
             label_selector=self.label_selector,
             field_selector=self.field_selector,
             limit=self._page_size,
-            resource_version=self._list_rv,
+            resource_version=None,
             metadata_only=self.metadata_only,
         )
+        self._listed(self._prepare_all(items), rv, "paginate")
+
+    async def _stream_list(self) -> None:
+        """A streaming list (WatchList): ADDED events up to the initial-events-end bookmark, then the
+        store swapped in whole. The stream is closed there; ordinary watches go on from its version."""
+        namespace = await self._resolve_scope()
+        self.lists += 1
+        fresh: dict[ObjectKey, dict[str, Any]] = {}
         prepare = self._prepare
-        objs = [prepare(item) for item in items]
+        stream = self._client.watch(
+            self.gvk,
+            namespace,
+            resource_version="",
+            timeout_seconds=random.randint(*_STREAM_TIMEOUT),
+            allow_bookmarks=True,
+            label_selector=self.label_selector,
+            field_selector=self.field_selector,
+            metadata_only=self.metadata_only,
+            inactivity_timeout=self._inactivity_timeout,
+            send_initial_events=True,
+        )
+        try:
+            async for event in stream:
+                kind = event.get("type")
+                sent = event["object"]
+                if kind == "BOOKMARK":
+                    annotations = (sent.get("metadata") or {}).get("annotations") or {}
+                    if annotations.get(INITIAL_EVENTS_END) != "true":
+                        raise _StreamingUnsupported(
+                            "a bookmark without the initial-events-end annotation came before the "
+                            "initial state was complete"
+                        )
+                    self._streams = True
+                    self._listed(list(fresh.values()), str(sent["metadata"]["resourceVersion"]), "stream")
+                    return
+                key = ObjectKey.of(sent)
+                obj = prepare(sent) if kind != "DELETED" else None
+                if obj is None:
+                    fresh.pop(key, None)
+                else:
+                    fresh[key] = obj
+        finally:
+            await _close(stream)
+        raise _WatchEndedEarly("the streaming list ended before the initial state was complete")
+
+    def _listed(self, objs: list[dict[str, Any]], rv: str, mode: Literal["stream", "paginate"]) -> None:
         before = self.store.snapshot()
         self.store.replace(objs, rv)
         self.resource_version = rv
+        self.last_list_mode = mode
         self._must_list = False
         self._list_is_fresh = True
         events = relist_events(before, self.store.snapshot())
-        self._log.debug("listed", objects=len(objs), resource_version=rv, changes=len(events))
+        self._log.debug("listed", mode=mode, objects=len(objs), resource_version=rv, changes=len(events))
         emit = self._emit
         for event in events:
             emit(event)
@@ -438,24 +573,53 @@ class Reflector:
 
     def _apply(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
-        obj = event["object"]
-        rv = obj["metadata"]["resourceVersion"]
+        sent = event["object"]
+        rv = sent["metadata"]["resourceVersion"]
         if kind == "BOOKMARK":
             self.resource_version = rv
             return
-        obj = self._prepare(obj)
+        if kind not in ("ADDED", "MODIFIED", "DELETED"):
+            self._log.warning("ignoring watch event of unknown type", type=kind)
+            return
+        obj = self._prepare(sent)
         store = self.store
+        if obj is None:
+            # Left out of the cache; a stale earlier state must not stand in for it either. The watch
+            # moves past it, so one bad object never stalls the others.
+            old = store.remove(ObjectKey.of(sent))
+            self.resource_version = rv
+            if old is not None:
+                self._emit(Event(EventType.DELETED, old, old))
+            return
         if kind == "DELETED":
             old = store.remove(ObjectKey.of(obj))
             change = Event(EventType.DELETED, obj, old)
-        elif kind == "ADDED" or kind == "MODIFIED":
+        else:
             old = store.upsert(obj)
             change = Event(EventType.ADDED if old is None else EventType.MODIFIED, obj, old)
-        else:
-            self._log.warning("ignoring watch event of unknown type", type=kind)
-            return
         self.resource_version = rv
         self._emit(change)
+
+
+def _refuses_streaming(exc: BaseException) -> bool:
+    """The server said no to ``sendInitialEvents`` (WatchList off or unknown), or ignored it."""
+    return isinstance(exc, _StreamingUnsupported | BadRequest | Invalid)
+
+
+def _rv_of(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata")
+    return str(meta.get("resourceVersion") or "") if isinstance(meta, dict) else ""
+
+
+def _raised_at(exc: BaseException) -> str:
+    """``file:line in function`` of the innermost frame that raised ``exc``: where, never what."""
+    tb = exc.__traceback__
+    if tb is None:
+        return "?"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    return f"{code.co_filename}:{tb.tb_lineno} in {code.co_name}"
 
 
 def _key_of(obj: dict[str, Any]) -> str:

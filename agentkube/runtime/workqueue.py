@@ -5,11 +5,18 @@ What a caller may rely on (client-go's workqueue semantics, on one asyncio event
 - Dedupe: a key added any number of times before a worker takes it is handed out once.
 - Exclusivity: a key taken by ``get()`` is never handed to a second worker until ``done(key)``. A
   key added while it is being processed is queued again, once, when ``done`` is called.
-- Fairness: keys are handed out in the order they were first added.
-- ``add_after(key, delay)``: the key is added after ``delay`` seconds; if it is already waiting, the
-  earlier time wins. All delayed keys share one timer on the event loop (a heap), not a task each.
-- ``add_rate_limited(key)`` = ``add_after(key, rate_limiter.when(key))``; ``forget(key)`` resets the
-  key's backoff; ``num_requeues(key)`` reads it.
+- Priority: every add carries a ``priority`` (an int, default ``NORMAL_PRIORITY`` = 0; higher is
+  handed out first). Keys of equal priority are handed out in the order they were first added. A key
+  added again with a higher priority while it waits is moved up (keeping its place among keys first
+  added before it); a lower one never moves it down. Controllers add the events of an initial list
+  or a resync at ``LOW_PRIORITY`` (-100), so a user's change jumps a backlog of thousands.
+  ``get_with_priority()`` also returns the priority a key was handed out with, so a retry keeps it.
+  With ``use_priority=False`` every priority counts as ``NORMAL_PRIORITY``: a plain FIFO queue.
+- ``add_after(key, delay, priority)``: the key is added after ``delay`` seconds; if it is already
+  waiting, the earlier time and the higher priority win. All delayed keys share one timer on the event
+  loop (a heap), not a task each.
+- ``add_rate_limited(key, priority)`` = ``add_after(key, rate_limiter.when(key), priority)``;
+  ``forget(key)`` resets the key's backoff; ``num_requeues(key)`` reads it.
 - ``shutdown()``: adds are ignored from then on, ``get()`` raises ``ShutDown`` (waiting callers at
   once), and keys still queued or waiting are dropped. Unlike client-go, queued keys are not handed
   out after shutdown: a stopping controller should stop taking work, and the keys are not lost for
@@ -37,11 +44,17 @@ from typing import Generic, TypeVar
 from agentkube.runtime import metrics
 from agentkube.runtime.ratelimiter import RateLimiter, default_controller_rate_limiter
 
-__all__ = ["RateLimitingQueue", "ShutDown"]
+__all__ = ["LOW_PRIORITY", "NORMAL_PRIORITY", "RateLimitingQueue", "ShutDown"]
 
 K = TypeVar("K", bound=Hashable)
 
 _CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
+
+NORMAL_PRIORITY = 0
+"""The priority of a real change (and of every add that names none)."""
+LOW_PRIORITY = -100
+"""The priority of an event from an initial list or a resync: behind every real change (the value
+controller-runtime's priority queue uses)."""
 
 
 class ShutDown(Exception):
@@ -69,25 +82,55 @@ class _Metrics:
         )
 
 
-class RateLimitingQueue(Generic[K]):
-    """An asyncio work queue with client-go's semantics; see the module docstring."""
+class _Dirty:
+    """A key added and not yet taken: when it was first added, in which order, at which priority."""
 
-    def __init__(self, name: str | None = None, rate_limiter: RateLimiter | None = None) -> None:
+    __slots__ = ("added", "order", "priority")
+
+    def __init__(self, added: float, order: int, priority: int) -> None:
+        self.added = added
+        self.order = order
+        self.priority = priority
+
+
+class RateLimitingQueue(Generic[K]):
+    """An asyncio work queue with client-go's semantics and priorities; see the module docstring."""
+
+    def __init__(
+        self,
+        name: str | None = None,
+        rate_limiter: RateLimiter | None = None,
+        *,
+        use_priority: bool = True,
+    ) -> None:
+        """
+        name: labels the queue's metrics; None records none. Default None.
+        rate_limiter: delays of ``add_rate_limited``. Default ``default_controller_rate_limiter()``.
+        use_priority: hand out higher priorities first. Default True; False ignores every priority.
+        """
         self.name = name
         self.rate_limiter: RateLimiter = rate_limiter or default_controller_rate_limiter()
-        self._queue: deque[K] = deque()
+        self.use_priority = use_priority
+        # Keys ready to be handed out: a heap of (-priority, seq, key), seq being the key's first-add
+        # order. A key moved up leaves its old entry behind; _ready holds each key's live
+        # (-priority, seq), so a stale entry is recognised and skipped when it surfaces.
+        self._queue: list[tuple[int, int, K]] = []
+        self._ready: dict[K, tuple[int, int]] = {}
         # Keys added and not yet taken by a worker (queued, or re-added while processing), with the
-        # time of their first add, for the queue-duration histogram.
-        self._dirty: dict[K, float] = {}
+        # time of their first add (for the queue-duration histogram), their first-add order and the
+        # highest priority they were added with.
+        self._dirty: dict[K, _Dirty] = {}
         # Keys handed out and not yet done, with the time they were handed out.
         self._processing: dict[K, float] = {}
         self._getters: deque[asyncio.Future[None]] = deque()
         self._shutting_down = False
         self._drained: asyncio.Event | None = None
+        self._order = 0
         # Delayed adds: heap of (ready_at, seq, key); _waiting holds each key's current ready_at, so
         # a superseded heap entry is recognised and skipped when it surfaces.
         self._heap: list[tuple[float, int, K]] = []
         self._waiting: dict[K, float] = {}
+        self._waiting_priority: dict[K, int] = {}
         self._seq = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -95,48 +138,66 @@ class RateLimitingQueue(Generic[K]):
 
     # -- adding -----------------------------------------------------------------------------------
 
-    def add(self, key: K) -> None:
-        """Queue ``key`` unless it is already queued; a key being processed is queued once done."""
-        if self._shutting_down or key in self._dirty:
+    def add(self, key: K, priority: int = NORMAL_PRIORITY) -> None:
+        """Queue ``key`` unless it is already queued; a key being processed is queued once done.
+
+        A key already queued with a lower priority is moved up to ``priority``.
+        """
+        if self._shutting_down:
             return
-        self._dirty[key] = time.perf_counter()
+        if not self.use_priority:
+            priority = NORMAL_PRIORITY
+        entry = self._dirty.get(key)
+        if entry is not None:
+            if priority > entry.priority:
+                entry.priority = priority
+                if key in self._ready:
+                    self._push(key, priority, entry.order)
+            return
+        self._order += 1
+        self._dirty[key] = _Dirty(time.perf_counter(), self._order, priority)
         if self._metrics is not None:
             self._metrics.adds.inc()
         if key in self._processing:
             return
-        self._queue.append(key)
-        getters = self._getters
-        while getters:
-            getter = getters.popleft()
-            if not getter.done():
-                getter.set_result(None)
-                break
+        self._push(key, priority, self._order)
+        self._wake_one()
 
-    def add_after(self, key: K, delay: float) -> None:
-        """Add ``key`` in ``delay`` seconds; if it already waits, the earlier of the two times wins."""
+    def _push(self, key: K, priority: int, order: int) -> None:
+        self._ready[key] = (-priority, order)
+        heapq.heappush(self._queue, (-priority, order, key))
+
+    def add_after(self, key: K, delay: float, priority: int = NORMAL_PRIORITY) -> None:
+        """Add ``key`` in ``delay`` seconds; if it already waits, the earlier of the two times and the
+        higher of the two priorities win."""
         if self._shutting_down:
             return
         if delay <= 0:
-            self.add(key)
+            self.add(key, priority)
             return
         loop = asyncio.get_running_loop()
         ready_at = loop.time() + delay
         current = self._waiting.get(key)
-        if current is not None and current <= ready_at:
-            return
+        if current is not None:
+            if priority > self._waiting_priority[key]:
+                self._waiting_priority[key] = priority
+            if current <= ready_at:
+                return
+        else:
+            self._waiting_priority[key] = priority
         self._waiting[key] = ready_at
         self._seq += 1
         heapq.heappush(self._heap, (ready_at, self._seq, key))
         if self._timer is None or ready_at < self._timer_at:
             self._arm(loop)
 
-    def add_rate_limited(self, key: K) -> None:
+    def add_rate_limited(self, key: K, priority: int = NORMAL_PRIORITY) -> None:
         """Add ``key`` after the delay the rate limiter asks for, counting one more retry."""
         if self._shutting_down:
             return
         if self._metrics is not None:
             self._metrics.retries.inc()
-        self.add_after(key, self.rate_limiter.when(key))
+        self.add_after(key, self.rate_limiter.when(key), priority)
 
     def forget(self, key: K) -> None:
         """Reset the backoff of ``key`` (it succeeded). Does not remove it from the queue."""
@@ -165,7 +226,7 @@ class RateLimitingQueue(Generic[K]):
             ready_at, _, key = heapq.heappop(heap)
             if waiting.get(key) == ready_at:
                 del waiting[key]
-                self.add(key)
+                self.add(key, self._waiting_priority.pop(key, NORMAL_PRIORITY))
         # Superseded entries at the top would arm a timer for nothing; drop them now.
         while heap and waiting.get(heap[0][2]) != heap[0][0]:
             heapq.heappop(heap)
@@ -176,7 +237,12 @@ class RateLimitingQueue(Generic[K]):
 
     async def get(self) -> K:
         """The next key, waiting for one; raises ``ShutDown`` once the queue is shut down."""
-        while not self._queue:
+        key, _ = await self.get_with_priority()
+        return key
+
+    async def get_with_priority(self) -> tuple[K, int]:
+        """The next key and the priority it was queued with (the highest first, then the oldest)."""
+        while not self._ready:
             if self._shutting_down:
                 raise ShutDown
             getter = asyncio.get_running_loop().create_future()
@@ -188,18 +254,23 @@ class RateLimitingQueue(Generic[K]):
                 with contextlib.suppress(ValueError):
                     self._getters.remove(getter)
                 # Woken and cancelled in the same breath: pass the wake-up on to another getter.
-                if self._queue and not self._shutting_down:
+                if self._ready and not self._shutting_down:
                     self._wake_one()
                 raise
         if self._shutting_down:
             raise ShutDown
-        key = self._queue.popleft()
+        queue, ready = self._queue, self._ready
+        while True:
+            neg_priority, order, key = heapq.heappop(queue)
+            if ready.get(key) == (neg_priority, order):
+                break
+        del ready[key]
         now = time.perf_counter()
-        added = self._dirty.pop(key)
+        added = self._dirty.pop(key).added
         self._processing[key] = now
         if self._metrics is not None:
             self._metrics.queue_duration.observe(now - added)
-        return key
+        return key, -neg_priority
 
     def done(self, key: K) -> None:
         """Mark ``key`` finished; if it was added meanwhile, it is queued again now."""
@@ -208,8 +279,9 @@ class RateLimitingQueue(Generic[K]):
             return
         if self._metrics is not None:
             self._metrics.work_duration.observe(time.perf_counter() - started)
-        if key in self._dirty and not self._shutting_down:
-            self._queue.append(key)
+        entry = self._dirty.get(key)
+        if entry is not None and not self._shutting_down:
+            self._push(key, entry.priority, entry.order)
             self._wake_one()
         elif not self._processing and self._drained is not None:
             self._drained.set()
@@ -234,7 +306,9 @@ class RateLimitingQueue(Generic[K]):
             self._timer = None
         self._heap.clear()
         self._waiting.clear()
+        self._waiting_priority.clear()
         self._queue.clear()
+        self._ready.clear()
         # Keys being processed stay "dirty" only until done; nothing re-queues after shutdown.
         self._dirty.clear()
         while self._getters:
@@ -261,7 +335,7 @@ class RateLimitingQueue(Generic[K]):
     # -- reading ----------------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self._ready)
 
     @property
     def processing(self) -> int:

@@ -8,6 +8,10 @@
 ``eventually(check, what)`` polls a check until it holds, with a deadline: the way to wait for a
 controller.
 
+``WebhookCA`` and the ``*_webhook_configuration`` builders (``agentkube.testing.webhooks``) have the
+real API server call a webhook server on loopback: a serving certificate for 127.0.0.1, and webhook
+configurations (or a CRD's ``spec.conversion``) carrying its CA as ``caBundle``.
+
 With pytest the plugin in ``agentkube.testing.pytest_plugin`` (loaded automatically once agentkube is
 installed) provides the fixtures ``control_plane``, ``namespace`` and ``client``.
 """
@@ -22,6 +26,14 @@ from agentkube.testing.controlplane import (
     find_assets,
 )
 from agentkube.testing.polling import eventually
+from agentkube.testing.webhooks import (
+    WebhookCA,
+    crd_conversion,
+    mutating_webhook_configuration,
+    rule,
+    validating_webhook_configuration,
+    webhook_configuration,
+)
 
 __all__ = [
     "AGENTGATEWAY_CRDS_ENV",
@@ -29,7 +41,13 @@ __all__ = [
     "ControlPlane",
     "ControlPlaneError",
     "HTTPError",
+    "WebhookCA",
     "cached_crd_dirs",
+    "crd_conversion",
     "eventually",
     "find_assets",
+    "mutating_webhook_configuration",
+    "rule",
+    "validating_webhook_configuration",
+    "webhook_configuration",
 ]

@@ -9,6 +9,8 @@ Fixtures:
   Deployments -> ReplicaSets -> Pods, EndpointSlices or PodDisruptionBudget status.
 - ``namespace`` (function): the name of a namespace made for this test alone, deleted after it.
 - ``client`` (function, async): an ``agentkube.runtime.client.Client`` for the control plane.
+- ``webhook_ca`` (function): a fresh ``agentkube.testing.webhooks.WebhookCA``: issue a serving
+  certificate for 127.0.0.1 with it, and give its ``bundle`` to a webhook configuration.
 
 Starting the control plane is lazy: a session whose tests use none of these starts nothing.
 """
@@ -24,11 +26,19 @@ from typing import TYPE_CHECKING
 import pytest
 
 from agentkube.testing.controlplane import ControlPlane
+from agentkube.testing.webhooks import WebhookCA
 
 if TYPE_CHECKING:
     from agentkube.runtime.client import Client
 
-__all__ = ["agentkube_crd_paths", "client", "control_plane", "control_plane_with_controllers", "namespace"]
+__all__ = [
+    "agentkube_crd_paths",
+    "client",
+    "control_plane",
+    "control_plane_with_controllers",
+    "namespace",
+    "webhook_ca",
+]
 
 TEST_NAMESPACE_LABEL = "agentkube.io/test"
 
@@ -72,6 +82,11 @@ def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> It
     control_plane.create_namespace(name, labels={TEST_NAMESPACE_LABEL: "true"})
     yield name
     control_plane.delete_namespace(name)
+
+
+@pytest.fixture
+def webhook_ca() -> WebhookCA:
+    return WebhookCA()
 
 
 try:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 import pytest
+import structlog
+import structlog.testing
 
 from agentkube.runtime.gvk import GVK, ObjectKey
 from agentkube.runtime.reflector import (
@@ -278,12 +280,68 @@ def test_event_types_include_resync_that_handlers_can_tell_apart() -> None:
     assert {t.value for t in EventType} == {"ADDED", "MODIFIED", "DELETED", "RESYNC"}
 
 
-def test_a_transform_that_raises_caches_the_object_as_sent_instead_of_stalling_the_watch() -> None:
-    def broken(obj: dict[str, Any]) -> dict[str, Any]:
-        raise RuntimeError("transform bug")
+def secret(name: str, rv: str, value: str) -> dict[str, Any]:
+    return {**cm(name, rv), "kind": "Secret", "data": {"token": value}}
 
+
+def failing_on(name: str) -> Any:
+    def transform(obj: dict[str, Any]) -> dict[str, Any]:
+        if obj["metadata"]["name"] == name:
+            raise ValueError(f"cannot redact {obj['data']['token']}")
+        obj.pop("data", None)
+        return obj
+
+    return transform
+
+
+def transform_failures(kind: str) -> float:
+    from agentkube.runtime import metrics
+
+    return (
+        metrics.REGISTRY.get_sample_value("agentkube_cache_transform_failures_total", {"kind": kind}) or 0.0
+    )
+
+
+def test_a_transform_that_raises_drops_the_object_counts_and_logs_it_without_the_value() -> None:
     store, events = Store(), []  # type: ignore[var-annotated]
-    r = reflector(store, events, transform=broken)
-    r._apply({"type": "ADDED", "object": cm("a", "1")})
-    assert summary(events) == [("ADDED", "a", None)]
-    assert r.resource_version == "1"
+    r = reflector(store, events, transform=failing_on("bad"))
+    before = transform_failures(str(CONFIGMAP))
+    with structlog.testing.capture_logs() as logs:
+        r._apply({"type": "ADDED", "object": secret("bad", "1", "s3cr3t-value")})
+        r._apply({"type": "ADDED", "object": secret("good", "2", "other-value")})
+    assert [str(k) for k in store.keys()]  # noqa: SIM118 (Store is not a dict) == ["ns/good"], "the object the transform failed on is not cached"
+    assert all("data" not in obj for obj in store.list())
+    assert summary(events) == [("ADDED", "good", None)]
+    # The watch moves on past the object: it is not retried at the same event forever.
+    assert r.resource_version == "2"
+    assert transform_failures(str(CONFIGMAP)) == before + 1
+    failures = [line for line in logs if "transform" in line["event"]]
+    assert failures and failures[0]["object"] == "ns/bad"
+    assert "s3cr3t-value" not in repr(logs)
+
+
+def test_an_update_the_transform_fails_on_removes_the_cached_object() -> None:
+    store, events = Store(), []  # type: ignore[var-annotated]
+    names = {"fail": ""}
+
+    def transform(obj: dict[str, Any]) -> dict[str, Any]:
+        if obj["metadata"]["resourceVersion"] == names["fail"]:
+            raise ValueError("broken")
+        obj.pop("data", None)
+        return obj
+
+    r = reflector(store, events, transform=transform)
+    r._apply({"type": "ADDED", "object": secret("a", "1", "v1")})
+    names["fail"] = "2"
+    r._apply({"type": "MODIFIED", "object": secret("a", "2", "v2")})
+    # The cache never holds the untransformed update, nor pretends the old state is current.
+    assert len(store) == 0
+    assert summary(events) == [("ADDED", "a", None), ("DELETED", "a", "1")]
+    assert "data" not in events[-1].obj
+
+
+def test_a_list_leaves_out_the_objects_the_transform_fails_on() -> None:
+    store, events = Store(), []  # type: ignore[var-annotated]
+    r = reflector(store, events, transform=failing_on("bad"))
+    kept = r._prepare_all([secret("bad", "1", "s3cr3t"), secret("good", "2", "x")])
+    assert [o["metadata"]["name"] for o in kept] == ["good"]
