@@ -80,6 +80,14 @@ def _manager_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="Gateway API GatewayClass the Gateways of ToolGateways use (%(default)s)",
     )
     p.add_argument(
+        "--network-policies",
+        action=argparse.BooleanOptionalAction,
+        default=OperatorOptions.network_policies,
+        help="give each MCP, LLMGateway and ToolServer a NetworkPolicy admitting only its callers; "
+        "--no-network-policies where the CNI does not enforce them (existing ones are deleted) "
+        "(default: on)",
+    )
+    p.add_argument(
         "--graceful-shutdown-timeout", type=float, default=30.0, help="seconds (default %(default)s)"
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -236,6 +244,7 @@ async def _run_manager(args: argparse.Namespace, kubeconfig: str | None) -> int:
                 dataplane_image=args.dataplane_image,
                 tool_gateway_controller=args.tool_gateway_controller,
                 gateway_class_name=args.gateway_class_name,
+                network_policies=args.network_policies,
             ),
         )
         try:

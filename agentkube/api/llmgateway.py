@@ -11,7 +11,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, StringConstraints
 
 from agentkube.api.kind import SERVICE_NAME_RULE, Kind
-from agentkube.api.meta import DnsLabel, HttpUrl, SecretKeyRef, SecretRef
+from agentkube.api.meta import DnsLabel, HttpUrl, ObjectName, SecretKeyRef, SecretRef
 from agentkube.api.model import ApiModel, ListMap, ListSet, Rule, belongs_to, cel_list
 from agentkube.api.pod import WORKLOAD_COLUMNS, WorkloadSpec, WorkloadStatus
 
@@ -293,6 +293,16 @@ class LLMGatewaySpec(WorkloadSpec):
         description="Shared store for exact rate limits and a cache shared by every replica. While it "
         "cannot be reached, each replica enforces its own share of the budget (requestsPerMinute / "
         "replicas) and the cache misses; no request fails for it.",
+    )
+    service_account_name: ObjectName | None = Field(
+        None,
+        description="ServiceAccount the gateway's pods run as, so a cloud workload identity can bind a "
+        "role to it: IRSA (annotate it with eks.amazonaws.com/role-arn), an EKS Pod Identity "
+        "association, or GKE workload identity (iam.gke.io/gcp-service-account); used by bedrock and "
+        "vertex upstreams without a credentialsRef. The ServiceAccount is the user's: agentkube neither "
+        "creates nor checks it, and pods are not created until it exists. No Kubernetes API token is "
+        "mounted (the identity webhooks project their own). Defaults to the namespace's default "
+        "ServiceAccount.",
     )
 
     rules: ClassVar[tuple[Rule, ...]] = (

@@ -33,7 +33,11 @@ class McpRef(ApiModel):
 
     name: ObjectName = Field(description="Name of the MCP.")
     namespace: DnsLabel | None = Field(
-        None, description="Namespace of the MCP; the namespace of this MCP when omitted."
+        None,
+        description="Namespace of the MCP; the namespace of this MCP when omitted. An MCP of another "
+        "namespace is used only when a Gateway API ReferenceGrant there allows it (from agentkube.io/MCP "
+        "in this namespace to agentkube.io/MCP); without one the upstream is left out and Accepted is "
+        "False with reason RefNotPermitted.",
     )
 
 

@@ -7,14 +7,14 @@ through that gateway.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, StringConstraints
 
 from agentkube.api.core import EnvFromList, EnvList, ResourceRequirements
 from agentkube.api.kind import AGE_COLUMN, READY_COLUMN, SERVICE_NAME_RULE, URL_COLUMN, Kind, PrinterColumn
-from agentkube.api.meta import DnsLabel, ObjectName, ObjectStatus
-from agentkube.api.model import ApiModel, Rule
+from agentkube.api.meta import DnsLabel, LabelMap, ObjectName, ObjectStatus
+from agentkube.api.model import ApiModel, ListSet, Rule
 
 __all__ = [
     "AGENTGATEWAY_CONTROLLER",
@@ -22,11 +22,16 @@ __all__ = [
     "TOOL_GATEWAY_CLASS_KIND",
     "TOOL_GATEWAY_KIND",
     "TOOL_SERVER_KIND",
+    "AllowedToolServers",
+    "LabelSelector",
+    "LabelSelectorRequirement",
     "ToolGatewayClassSpec",
     "ToolGatewayClassStatus",
     "ToolGatewayRef",
     "ToolGatewaySpec",
     "ToolGatewayStatus",
+    "ToolServerNamespaces",
+    "ToolServerSecurity",
     "ToolServerSpec",
     "ToolServerStatus",
     "parse_tool_gateway",
@@ -61,6 +66,75 @@ class ToolGatewayClassStatus(ObjectStatus):
     """Observed state of a ToolGatewayClass; Accepted says whether its controller took it on."""
 
 
+class LabelSelectorRequirement(ApiModel):
+    """One requirement of a label selector: a key, an operator and values."""
+
+    key: Annotated[str, StringConstraints(min_length=1, max_length=317)] = Field(description="Label key.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
+        description="In and NotIn need values; Exists and DoesNotExist take none."
+    )
+    values: Annotated[list[Annotated[str, StringConstraints(max_length=63)]], ListSet()] = Field(
+        default_factory=list, max_length=64, description="Label values."
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="(self.operator in ['In', 'NotIn']) == (has(self.values) && size(self.values) > 0)",
+            holds=lambda r: (r.operator in ("In", "NotIn")) == bool(r.values),
+            field=".values",
+            reason="FieldValueInvalid",
+            message="In and NotIn need values; Exists and DoesNotExist take none",
+        ),
+    )
+
+
+class LabelSelector(ApiModel):
+    """A Kubernetes label selector: every matchLabels entry and every matchExpressions requirement must
+    hold. An empty selector selects everything."""
+
+    match_labels: LabelMap = Field(default_factory=dict, description="Labels that must all be present.")
+    match_expressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list, max_length=32, description="Requirements that must all hold."
+    )
+
+
+class ToolServerNamespaces(ApiModel):
+    """Which namespaces' ToolServers may attach to a ToolGateway (the shape of a Gateway listener's
+    allowedRoutes.namespaces)."""
+
+    from_: Literal["All", "Same", "Selector"] = Field(
+        "All",
+        alias="from",
+        description="All: ToolServers of every namespace may attach (anyone who can create a ToolServer "
+        "anywhere can add tools to this gateway's /mcp). Same: only the ToolGateway's own "
+        "namespace. Selector: the namespaces whose labels match selector. A ReferenceGrant in the "
+        "ToolGateway's namespace (from runtime.agentic-layer.ai/ToolServer in a namespace, to "
+        "runtime.agentic-layer.ai/ToolGateway) admits that namespace too. Defaults to All.",
+    )
+    selector: LabelSelector | None = Field(
+        None, description="Labels of the namespaces admitted; required for from Selector only."
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="(self.from == 'Selector') == has(self.selector)",
+            holds=lambda n: (n.from_ == "Selector") == (n.selector is not None),
+            field=".selector",
+            reason="FieldValueInvalid",
+            message="from Selector needs a selector, and only from Selector takes one",
+        ),
+    )
+
+
+class AllowedToolServers(ApiModel):
+    """Which ToolServers a ToolGateway routes to."""
+
+    namespaces: ToolServerNamespaces = Field(
+        default_factory=lambda: ToolServerNamespaces.model_validate({}),
+        description="The namespaces whose ToolServers may attach. Defaults to from All.",
+    )
+
+
 class ToolGatewaySpec(ApiModel):
     """Desired state of a ToolGateway."""
 
@@ -77,6 +151,11 @@ class ToolGatewaySpec(ApiModel):
     )
     env_from: EnvFromList = Field(
         default_factory=list, description="ConfigMaps and Secrets whose keys become environment variables."
+    )
+    allowed_tool_servers: AllowedToolServers = Field(
+        default_factory=AllowedToolServers,
+        description="Which ToolServers may attach. A ToolServer outside it gets Accepted=False "
+        "(NotAdmittedByToolGateway) and is in no route. Defaults to ToolServers of every namespace.",
     )
 
 
@@ -101,7 +180,52 @@ class ToolGatewayRef(ApiModel):
 
     name: ObjectName = Field(description="Name of the ToolGateway.")
     namespace: DnsLabel | None = Field(
-        None, description="Namespace of the ToolGateway; the ToolServer's namespace when omitted."
+        None,
+        description="Namespace of the ToolGateway; the ToolServer's namespace when omitted. The gateway "
+        "routes to a server of another namespace only when its spec.allowedToolServers admits that "
+        "namespace or a ReferenceGrant in the gateway's namespace grants it.",
+    )
+
+
+Capability = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Z][A-Z_]*$")]
+
+
+class ToolServerSecurity(ApiModel):
+    """How much of the node and the cluster a ToolServer's pods may reach. The defaults are the
+    tightest a typical MCP server runs with; loosen only what the image needs."""
+
+    run_as_non_root: bool = Field(
+        True,
+        description="Refuse to start the container as root (the image must name a non-root USER). "
+        "false lets an image run as root: a container escape then starts from root. Defaults to true.",
+    )
+    allow_privilege_escalation: bool = Field(
+        False,
+        description="Let processes gain more privileges than their parent (setuid binaries, sudo). "
+        "Defaults to false.",
+    )
+    capabilities: Annotated[list[Capability], ListSet()] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Linux capabilities added back after all are dropped, e.g. NET_BIND_SERVICE to "
+        "listen below port 1024. Each one widens what a compromised server can do to the node; the "
+        "restricted Pod Security Standard allows only NET_BIND_SERVICE. Defaults to none.",
+    )
+    seccomp_profile: Literal["RuntimeDefault", "Unconfined"] = Field(
+        "RuntimeDefault",
+        description="Seccomp profile of the pod. Unconfined lets the server make every system call the "
+        "kernel has (and breaks the restricted Pod Security Standard). Defaults to RuntimeDefault.",
+    )
+    automount_service_account_token: bool = Field(
+        False,
+        description="Mount the pod's service-account token. true lets the server (and anyone who takes "
+        "it over) call the Kubernetes API with that account's rights. Defaults to false.",
+    )
+    enable_service_links: bool = Field(
+        False,
+        description="Put every Service of the namespace into the environment as *_SERVICE_HOST/_PORT "
+        "variables (docker links). Costs start-up time and leaks the namespace's Service names and "
+        "addresses into the server. Defaults to false.",
     )
 
 
@@ -142,7 +266,12 @@ class ToolServerSpec(ApiModel):
     tool_gateway_ref: ToolGatewayRef | None = Field(
         None,
         description="ToolGateway that routes to this server at /<namespace>/<name>/mcp. Not exposed through "
-        "a gateway when omitted.",
+        "a gateway when omitted. The gateway decides whether servers of this namespace may attach "
+        "(its spec.allowedToolServers).",
+    )
+    security: ToolServerSecurity = Field(
+        default_factory=lambda: ToolServerSecurity.model_validate({}),
+        description="Pod and container security settings; every default is the restrictive one.",
     )
 
     @property

@@ -14,10 +14,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from agentkube.runtime.manager import Manager
 
-__all__ = ["FIELD_MANAGER", "OperatorOptions", "setup_all"]
+__all__ = ["FIELD_MANAGER", "OperatorOptions", "field_manager", "setup_all"]
 
 FIELD_MANAGER = "agentkube"
-"""The one server-side apply field manager every controller writes children and status with."""
+"""The prefix of every controller's field manager (``field_manager``), and the manager of writes that
+belong to no controller."""
+
+
+def field_manager(controller: str) -> str:
+    """The server-side apply field manager a controller writes its children and status with,
+    ``agentkube-<controller>``: one per controller, so two controllers that ever apply the same field
+    conflict (and say so) instead of silently taking it from each other."""
+    return f"{FIELD_MANAGER}-{controller}"
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,10 @@ class OperatorOptions:
     """ToolGatewayClass ``spec.controller`` value this operator answers to."""
     gateway_class_name: str = "agentgateway"
     """Gateway API GatewayClass the Gateways of ToolGateways use."""
+    network_policies: bool = True
+    """Give each MCP, LLMGateway and ToolServer a NetworkPolicy admitting only who may call it
+    (``--network-policies``). Off for clusters whose CNI does not enforce them: existing policies are
+    then deleted."""
 
 
 def setup_all(manager: Manager, options: OperatorOptions) -> None:

@@ -14,9 +14,13 @@ What a caller may rely on:
   labels of their own where said) and ``spec``; the standard labels and the owner reference are added
   by the caller (``agentkube.controllers.children``). Fields the CRDs would default (``group``,
   ``kind``, ``weight`` of references) are written out, so a stored object reads as we wrote it.
-- ``multiplex_name`` never equals a ToolServer's name (it holds dots, a ToolServer name cannot), so the
-  ToolGateway's multiplex objects and the per-server objects of a ToolServer in the same namespace
-  never collide, nor do those of two ToolGateways in one namespace.
+- Every object a ToolGateway routes through lives in its own namespace. ``multiplex_name``
+  (``<gateway>.mcp``, ``<gateway>.<namespace>.mcp``) and ``server_route_name``
+  (``<gateway>.<namespace>.<server>.mcp``) hold dots, which no ToolGateway, ToolServer or namespace
+  name can, and differ in how many: the objects of two gateways, of a namespace and of a server never
+  collide.
+- ``admission`` is the one rule that says whether a ToolServer may attach to a gateway; the
+  ToolGateway controller (who routes) and the ToolServer controller (who reports) both ask it.
 - ``multiplex_targets`` gives each server a target name that depends only on the server itself
   (``<name>`` per namespace, ``<namespace>-<name>`` across namespaces; letters, digits and '-', so the
   ``<target>_<tool>`` names agentgateway shows clients stay valid LLM tool names), except when two
@@ -36,8 +40,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from agentkube.api.toolgateway import DEFAULT_CLASS_ANNOTATION
+import orjson
+
+from agentkube.api.toolgateway import DEFAULT_CLASS_ANNOTATION, ToolGatewaySpec
 from agentkube.controllers.children import Children
+from agentkube.controllers.handover import HandingOver
 from agentkube.controllers.kinds import (
     AGENTGATEWAY_BACKEND,
     AGENTGATEWAY_PARAMETERS,
@@ -68,6 +75,7 @@ __all__ = [
     "MissingCrd",
     "RequiredCrd",
     "ServerRef",
+    "admission",
     "agentgateway_parameters",
     "crd_problem",
     "decide_class",
@@ -82,7 +90,9 @@ __all__ = [
     "multiplex_name",
     "multiplex_path",
     "multiplex_targets",
+    "selector_matches",
     "server_host",
+    "server_route_name",
     "server_route_path",
     "tool_gateway_key",
     "trim_crd",
@@ -225,6 +235,11 @@ def multiplex_path(namespace: str | None) -> str:
     return MCP_PATH if namespace is None else f"/{namespace}{MCP_PATH}"
 
 
+def server_route_name(gateway_name: str, namespace: str, name: str) -> str:
+    """The name of the backend and route a ToolGateway sends one ToolServer's path through."""
+    return f"{gateway_name}.{namespace}.{name}.mcp"
+
+
 def multiplex_name(gateway_name: str, namespace: str | None) -> str:
     """The name of the backend and route a ToolGateway aggregates a namespace's servers (or all,
     with None) through. Dots keep it apart from any ToolServer or ToolGateway name."""
@@ -235,8 +250,9 @@ def multiplex_name(gateway_name: str, namespace: str | None) -> str:
 
 
 def gateway(name: str, namespace: str, *, gateway_class_name: str, parameters_name: str) -> dict[str, Any]:
-    """The Gateway of a ToolGateway: one HTTP listener on port 80 taking routes from every namespace
-    (ToolServers live anywhere), provisioned with the AgentgatewayParameters ``parameters_name``."""
+    """The Gateway of a ToolGateway: one HTTP listener on port 80 taking routes from its own namespace
+    only (every route of a ToolGateway lives there; a route another namespace makes cannot attach and
+    shadow ``/mcp``), provisioned with the AgentgatewayParameters ``parameters_name``."""
     return {
         "apiVersion": GATEWAY.api_version,
         "kind": GATEWAY.kind,
@@ -248,7 +264,7 @@ def gateway(name: str, namespace: str, *, gateway_class_name: str, parameters_na
                     "name": LISTENER_NAME,
                     "protocol": "HTTP",
                     "port": LISTENER_PORT,
-                    "allowedRoutes": {"namespaces": {"from": "All"}},
+                    "allowedRoutes": {"namespaces": {"from": "Same"}},
                 }
             ],
             "infrastructure": {
@@ -441,6 +457,69 @@ def multiplex_targets(
     return targets, ordered[MAX_MCP_TARGETS:]
 
 
+# ----------------------------------------------------------------------------------- admission
+
+
+def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Whether a Kubernetes label selector (``matchLabels``, ``matchExpressions``) selects ``labels``;
+    an empty selector selects everything."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for requirement in selector.get("matchExpressions") or ():
+        key, operator = requirement.get("key"), requirement.get("operator")
+        values = requirement.get("values") or ()
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def admission(
+    gateway_obj: Mapping[str, Any],
+    spec: ToolGatewaySpec,
+    server_namespace: str,
+    namespace_labels: Mapping[str, str] | None,
+    granted: bool,
+) -> str | None:
+    """Why a ToolServer of ``server_namespace`` may not attach to the ToolGateway ``gateway_obj``
+    (``spec`` its parsed spec), or None when it may.
+
+    Its own namespace always may; another when ``spec.allowedToolServers.namespaces`` admits it
+    (``All``; ``Selector`` matching ``namespace_labels``, None when the namespace is not known) or when
+    ``granted`` (a ReferenceGrant of the gateway's namespace lets ToolServers of that namespace refer
+    to it). The reason names the gateway and the rule, and what would admit the server.
+    """
+    meta = gateway_obj["metadata"]
+    namespace = meta["namespace"]
+    if server_namespace == namespace or granted:
+        return None
+    rule = spec.allowed_tool_servers.namespaces
+    if rule.from_ == "All":
+        return None
+    if rule.from_ == "Selector" and rule.selector is not None:
+        selector = rule.selector.to_dict()
+        if namespace_labels is not None and selector_matches(selector, namespace_labels):
+            return None
+        how = (
+            f"selects namespaces by {orjson.dumps(selector).decode()}, and {server_namespace} is not "
+            "one of them; label the namespace to match, or"
+        )
+    else:
+        how = "admits its own namespace only (from Same);"
+    return (
+        f"ToolGateway {namespace}/{meta['name']}: spec.allowedToolServers.namespaces {how} have the "
+        f"gateway's namespace grant it with a ReferenceGrant from runtime.agentic-layer.ai/ToolServer in "
+        f"{server_namespace} to runtime.agentic-layer.ai/ToolGateway"
+    )
+
+
 # ---------------------------------------------------------------------------- class ownership
 
 
@@ -565,9 +644,13 @@ class CrdGate:
         owner: GVK,
         owned: Mapping[RequiredCrd, bool],
         recorder: Any,
+        *,
+        field_manager: str,
     ) -> None:
-        """owned: each gated kind, with whether it is cached metadata-only (as ``Children`` takes it)."""
+        """owned: each gated kind, with whether it is cached metadata-only (as ``Children`` takes it).
+        field_manager: the controller's, which the children are applied with."""
         self._manager = manager
+        self._field_manager = field_manager
         self._owner = owner
         self._owned = dict(owned)
         self._recorder = recorder
@@ -619,7 +702,11 @@ class CrdGate:
                 # Discovery may have cached the kind's absence before its CRD was installed.
                 self._manager.client.forget_discovery(crd.gvk)
             children = Children(
-                cache, self._manager.client, self._recorder, {c.gvk: m for c, m in self._owned.items()}
+                cache,
+                HandingOver(self._manager.client),
+                self._recorder,
+                {c.gvk: m for c, m in self._owned.items()},
+                field_manager=self._field_manager,
             )
             for crd, metadata_only in self._owned.items():
                 informer = cache.informer(crd.gvk, metadata_only=metadata_only)

@@ -25,8 +25,11 @@ __all__ = [
     "HTTP_ROUTE",
     "LLM_GATEWAY",
     "MCP",
+    "NAMESPACE",
+    "NETWORK_POLICY",
     "POD",
     "POD_DISRUPTION_BUDGET",
+    "REFERENCE_GRANT",
     "SECRET",
     "SERVICE",
     "TOOL_GATEWAY",
@@ -55,10 +58,13 @@ SERVICE = GVK("", "v1", "Service")
 DEPLOYMENT = GVK("apps", "v1", "Deployment")
 POD = GVK("", "v1", "Pod")
 POD_DISRUPTION_BUDGET = GVK("policy", "v1", "PodDisruptionBudget")
+NETWORK_POLICY = GVK("networking.k8s.io", "v1", "NetworkPolicy")
+NAMESPACE = GVK("", "v1", "Namespace")
 CUSTOM_RESOURCE_DEFINITION = GVK("apiextensions.k8s.io", "v1", "CustomResourceDefinition")
 
 # Gateway API and agentgateway: served only once their CRDs are installed (``gatewayapi.CrdGate``).
 GATEWAY = GVK("gateway.networking.k8s.io", "v1", "Gateway")
 HTTP_ROUTE = GVK("gateway.networking.k8s.io", "v1", "HTTPRoute")
+REFERENCE_GRANT = GVK("gateway.networking.k8s.io", "v1beta1", "ReferenceGrant")
 AGENTGATEWAY_PARAMETERS = GVK("agentgateway.dev", "v1alpha1", "AgentgatewayParameters")
 AGENTGATEWAY_BACKEND = GVK("agentgateway.dev", "v1alpha1", "AgentgatewayBackend")

@@ -11,16 +11,23 @@ client id and its value that client's API key. Environment variables carrying th
 ``AGENTKUBE_UPSTREAM_<NAME>_APIKEY`` (``<NAME>``: the upstream name upper-cased, ``-`` as ``_``) and
 ``AGENTKUBE_CLIENT_<key>`` (the Secret key as is: key characters are all valid in variable names).
 A client added to that Secret changes the config (a new client id) and so rolls the pods.
+
+Who may call: unless ``OperatorOptions.network_policies`` is off, the gateway's NetworkPolicy admits
+its own namespace and the namespaces a ReferenceGrant of it names for ``agentkube.io/LLMGateway``
+(the seed's shared gateway in ``platform`` needs one per team namespace that calls it), on ``http``;
+``metrics`` is open to any scraper.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from agentkube.api.llmgateway import LLM_GATEWAY_KIND, LLMGatewaySpec, LlmUpstream
 from agentkube.controllers import OperatorOptions
+from agentkube.controllers.grants import ReferenceGrants, granted_namespaces
 from agentkube.controllers.kinds import LLM_GATEWAY
 from agentkube.controllers.secrets import SecretReferences
 from agentkube.controllers.workload import Plan, Workload, WorkloadReconciler, metrics_port
@@ -38,6 +45,7 @@ from agentkube.dataplane.llm.config import (
     Store,
     Upstream,
 )
+from agentkube.runtime.reconcile import Request
 
 __all__ = [
     "INDEX_SECRETS",
@@ -206,6 +214,7 @@ def workload(
         config=dump(config),
         secret_digests=dict(secret_digests),
         env=container_env(meta["name"], spec, client_ids),
+        service_account_name=spec.service_account_name,
     )
 
 
@@ -238,8 +247,20 @@ def index_secrets(obj: dict[str, Any]) -> Iterable[str]:
     return sorted(f"{namespace}/{name}" for name in names)
 
 
-def plan(cache: Any, image: str, obj: dict[str, Any], spec: LLMGatewaySpec) -> Plan:
-    """Check the Secrets of LLMGateway ``obj`` through the cache; its workload, or what is missing."""
+def plan(
+    cache: Any,
+    image: str,
+    obj: dict[str, Any],
+    spec: LLMGatewaySpec,
+    *,
+    grants: Callable[[str], Sequence[Mapping[str, Any]]] | None = None,
+) -> Plan:
+    """Check the Secrets of LLMGateway ``obj`` through the cache; its workload, or what is missing.
+
+    grants: the ReferenceGrants of a namespace (``ReferenceGrants.in_namespace``). Given, the workload
+    carries a NetworkPolicy admitting the gateway's namespace and every namespace a ReferenceGrant of
+    it lets refer to this LLMGateway (any ``from`` kind); None: no NetworkPolicy.
+    """
     meta = obj["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     secrets = SecretReferences(cache, f"LLMGateway {namespace}/{name}", namespace)
@@ -261,7 +282,11 @@ def plan(cache: Any, image: str, obj: dict[str, Any], spec: LLMGatewaySpec) -> P
     status = {"models": served_models(spec)}
     if secrets.problems:
         return Plan(problems=secrets.problems, status=status)
-    return Plan(workload=workload(obj, spec, image, client_ids, secrets.digests), status=status)
+    w = workload(obj, spec, image, client_ids, secrets.digests)
+    if grants is not None:
+        to = (LLM_GATEWAY.group, LLM_GATEWAY.kind)
+        w = dataclasses.replace(w, callers=granted_namespaces(grants(namespace), to=to, to_name=name))
+    return Plan(workload=w, status=status)
 
 
 # ---------------------------------------------------------------------------------------- wiring
@@ -271,11 +296,25 @@ def setup(manager: Any, options: OperatorOptions) -> None:
     """Register the LLMGateway controller with ``manager``."""
     cache = manager.cache
     cache.add_indexer(LLM_GATEWAY, INDEX_SECRETS, index_secrets)
+    grants = ReferenceGrants(manager)
     reconciler = WorkloadReconciler(
         manager,
         name="llmgateway",
         kind=LLM_GATEWAY_KIND,
-        plan=functools.partial(plan, cache, options.dataplane_image),
+        plan=functools.partial(
+            plan,
+            cache,
+            options.dataplane_image,
+            grants=grants.in_namespace if options.network_policies else None,
+        ),
         status_fields=("models",),
     )
-    reconciler.controller(manager, secrets_index=INDEX_SECRETS).complete(reconciler)
+
+    def of_namespace(obj: dict[str, Any]) -> list[Request]:
+        # A grant (or its CRD appearing) changes whom the gateways of a namespace admit.
+        namespace = (obj.get("metadata") or {}).get("namespace")
+        return [Request.of(g) for g in cache.list(LLM_GATEWAY, namespace or None)]
+
+    builder = reconciler.controller(manager, secrets_index=INDEX_SECRETS)
+    controller = grants.register(builder, lambda: of_namespace({})).complete(reconciler)
+    grants.bind(controller, of_namespace)

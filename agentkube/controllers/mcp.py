@@ -12,6 +12,21 @@ is missing; ``setup`` wires the controller:
 - MCPs, each enqueueing the MCPs whose ``mcpRef`` names it (index ``INDEX_MCP_REFS``), so a proxy
   follows the one it forwards to (its port, its existence, a cycle closing through it). A status
   change counts too: that is how ``ReferenceCycle`` reaches every member of a cycle.
+- ReferenceGrants (once their CRD is served, ``grants.ReferenceGrants``), each enqueueing the MCPs
+  of its namespace (their NetworkPolicy) and the MCPs referring into it (index
+  ``INDEX_MCP_REF_NAMESPACES``).
+
+Consent to reference. An ``mcpRef`` to an MCP of another namespace forwards through that team's proxy
+(with that team's credentials), so it is followed only when a ReferenceGrant in the target's
+namespace lets ``agentkube.io/MCP`` of this namespace refer to ``agentkube.io/MCP`` (all, or that
+one by name). Without one the upstream is left out of the proxy (which still serves the others; with
+none left, the proxy's children are deleted) and ``Accepted`` is False, reason ``RefNotPermitted``,
+with a message that is the same whether the target exists or not: nothing about another namespace
+is told to one it did not grant. Revoking the grant removes the upstream again.
+
+Who may call. Unless ``OperatorOptions.network_policies`` is off, the proxy's NetworkPolicy admits
+its own namespace and every namespace a ReferenceGrant of this namespace lets refer to this MCP (any
+``from`` kind), on the ``http`` port, and anyone on ``metrics`` (``netpol``).
 
 Environment variables carrying Secret values are named after the upstream, so they are stable when
 upstreams are reordered: ``AGENTKUBE_UPSTREAM_<NAME>_SECRET`` for an http upstream's credential and
@@ -34,11 +49,12 @@ import base64
 import functools
 import os
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from agentkube.api.mcp import MCP_KIND, MCPSpec, McpUpstream
 from agentkube.controllers import OperatorOptions
+from agentkube.controllers.grants import ReferenceGrants, granted_namespaces, permits
 from agentkube.controllers.kinds import MCP
 from agentkube.controllers.secrets import SecretReferences
 from agentkube.controllers.status import Problem
@@ -63,9 +79,11 @@ from agentkube.dataplane.mcp.config import (
     ToolFilter,
 )
 from agentkube.runtime.cache import NotCached
+from agentkube.runtime.reconcile import Request
 
 __all__ = [
     "INDEX_MCP_REFS",
+    "INDEX_MCP_REF_NAMESPACES",
     "INDEX_SECRETS",
     "PROGRAM",
     "SESSION_KEYS_ENV",
@@ -85,6 +103,8 @@ __all__ = [
 PROGRAM = "mcp-proxy"
 INDEX_SECRETS = "agentkube.io/mcp-secrets"
 INDEX_MCP_REFS = "agentkube.io/mcp-refs"
+INDEX_MCP_REF_NAMESPACES = "agentkube.io/mcp-ref-namespaces"
+MCP_GROUP_KIND = (MCP.group, MCP.kind)
 DEFAULT_PORT = 8080
 SESSION_KEYS_ENV = "AGENTKUBE_SESSION_KEYS"
 SESSION_KEYS_KEY = "keys"
@@ -224,8 +244,10 @@ def workload(
     image: str,
     ref_urls: Mapping[str, str],
     secret_digests: Mapping[str, str],
+    callers: Sequence[str] | None = None,
 ) -> Workload:
-    """The proxy to run for MCP ``obj``, its references resolved."""
+    """The proxy to run for MCP ``obj``, its references resolved; ``callers``: the other namespaces
+    its NetworkPolicy admits (None: no NetworkPolicy)."""
     meta = obj["metadata"]
     config = proxy_config(meta["name"], meta["namespace"], spec, ref_urls)
     return Workload(
@@ -237,6 +259,7 @@ def workload(
         secret_digests=dict(secret_digests),
         env=container_env(meta["name"], spec),
         generated=(session_key_secret(meta["name"]),),
+        callers=None if callers is None else list(callers),
     )
 
 
@@ -265,6 +288,12 @@ def _ref_targets(obj: Mapping[str, Any]) -> list[tuple[str, str]]:
 def index_mcp_refs(obj: dict[str, Any]) -> Iterable[str]:
     """Index of MCPs by the MCPs they reference: ``<namespace>/<name>``."""
     return sorted({f"{ns}/{name}" for ns, name in _ref_targets(obj)})
+
+
+def index_mcp_ref_namespaces(obj: dict[str, Any]) -> Iterable[str]:
+    """Index of MCPs by the other namespaces their mcpRefs point into."""
+    own = obj["metadata"].get("namespace") or ""
+    return sorted({ns for ns, _ in _ref_targets(obj) if ns != own})
 
 
 def index_secrets(obj: dict[str, Any]) -> Iterable[str]:
@@ -321,13 +350,43 @@ def _port(obj: Mapping[str, Any]) -> int:
     return port if isinstance(port, int) and not isinstance(port, bool) else DEFAULT_PORT
 
 
-def plan(cache: Any, image: str, obj: dict[str, Any], spec: MCPSpec) -> Plan:
-    """Resolve the references of MCP ``obj`` through the cache; its workload, or what is wrong."""
+def _no_grants(_: str) -> list[dict[str, Any]]:
+    return []
+
+
+def refused_reference(label: str, field: str, namespace: str, target: tuple[str, str]) -> Problem:
+    """The problem of an mcpRef into a namespace that did not grant it; says nothing of the target
+    but what the spec itself names."""
+    return Problem(
+        "RefNotPermitted",
+        f'{label}: {field}.mcpRef: MCP "{target[0]}/{target[1]}" is in another namespace, and no '
+        f"ReferenceGrant there lets agentkube.io/MCP of namespace {namespace} refer to it; its owners "
+        f"can grant it with a ReferenceGrant in {target[0]} from agentkube.io/MCP in {namespace} to "
+        "agentkube.io/MCP",
+    )
+
+
+def plan(
+    cache: Any,
+    image: str,
+    obj: dict[str, Any],
+    spec: MCPSpec,
+    *,
+    grants: Callable[[str], Sequence[Mapping[str, Any]]] = _no_grants,
+    network_policies: bool = False,
+) -> Plan:
+    """Resolve the references of MCP ``obj`` through the cache; its workload, or what is wrong.
+
+    grants: the ReferenceGrants of a namespace (``ReferenceGrants.in_namespace``); none by default.
+    network_policies: whether the workload carries its NetworkPolicy.
+    """
     meta = obj["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     label = f"MCP {namespace}/{name}"
     secrets = SecretReferences(cache, label, namespace)
     problems: list[Problem] = []
+    refused: list[Problem] = []
+    left_out: set[str] = set()
     ref_urls: dict[str, str] = {}
     for i, u in enumerate(spec.upstreams):
         field = f"spec.upstreams[{i}]"
@@ -345,6 +404,18 @@ def plan(cache: Any, image: str, obj: dict[str, Any], spec: MCPSpec) -> Plan:
                     )
         if u.mcp_ref is not None:
             target = (u.mcp_ref.namespace or namespace, u.mcp_ref.name)
+            # Consent first, and before anything is looked up: whether the target exists is not
+            # for a namespace without a grant to learn.
+            if target[0] != namespace and not permits(
+                grants(target[0]),
+                from_=MCP_GROUP_KIND,
+                from_namespace=namespace,
+                to=MCP_GROUP_KIND,
+                to_name=target[1],
+            ):
+                refused.append(refused_reference(label, field, namespace, target))
+                left_out.add(u.name)
+                continue
             found = _get_mcp(cache, *target)
             if found is None:
                 problems.append(
@@ -369,8 +440,16 @@ def plan(cache: Any, image: str, obj: dict[str, Any], spec: MCPSpec) -> Plan:
     # Missing Secrets first: the reason shown is the first problem, and those are the commonest fix.
     problems = [*secrets.problems, *problems]
     if problems:
-        return Plan(problems=problems)
-    return Plan(workload=workload(obj, spec, image, ref_urls, secrets.digests))
+        return Plan(problems=problems, refused=refused)
+    kept = [u for u in spec.upstreams if u.name not in left_out]
+    if not kept:
+        return Plan(refused=refused)
+    if left_out:
+        spec = spec.model_copy(update={"upstreams": kept})
+    callers = None
+    if network_policies:
+        callers = granted_namespaces(grants(namespace), to=MCP_GROUP_KIND, to_name=name)
+    return Plan(workload=workload(obj, spec, image, ref_urls, secrets.digests, callers), refused=refused)
 
 
 # ---------------------------------------------------------------------------------------- wiring
@@ -381,11 +460,31 @@ def setup(manager: Any, options: OperatorOptions) -> None:
     cache = manager.cache
     cache.add_indexer(MCP, INDEX_SECRETS, index_secrets)
     cache.add_indexer(MCP, INDEX_MCP_REFS, index_mcp_refs)
+    cache.add_indexer(MCP, INDEX_MCP_REF_NAMESPACES, index_mcp_ref_namespaces)
+    grants = ReferenceGrants(manager)
     reconciler = WorkloadReconciler(
-        manager, name="mcp", kind=MCP_KIND, plan=functools.partial(plan, cache, options.dataplane_image)
+        manager,
+        name="mcp",
+        kind=MCP_KIND,
+        plan=functools.partial(
+            plan,
+            cache,
+            options.dataplane_image,
+            grants=grants.in_namespace,
+            network_policies=options.network_policies,
+        ),
     )
-    (
-        reconciler.controller(manager, secrets_index=INDEX_SECRETS)
-        .watches(MCP, map_to=referencing(cache, MCP, INDEX_MCP_REFS))
-        .complete(reconciler)
+
+    def every_mcp() -> list[Request]:
+        return [Request.of(m) for m in cache.list(MCP)]
+
+    def concerned_by(grant: dict[str, Any]) -> list[Request]:
+        namespace = grant["metadata"].get("namespace") or ""
+        found = cache.list(MCP, namespace) + cache.list(MCP, index=(INDEX_MCP_REF_NAMESPACES, namespace))
+        return [Request.of(m) for m in found]
+
+    builder = reconciler.controller(manager, secrets_index=INDEX_SECRETS).watches(
+        MCP, map_to=referencing(cache, MCP, INDEX_MCP_REFS)
     )
+    controller = grants.register(builder, every_mcp).complete(reconciler)
+    grants.bind(controller, concerned_by)

@@ -4,16 +4,28 @@ A ToolGateway is agentkube's when its class says so (``gatewayapi.decide_class``
 their controller. What one of ours becomes (in its namespace, controlled by it):
 
 - Gateway ``<name>``: class ``OperatorOptions.gateway_class_name``, one listener ``http`` (HTTP, port 80)
-  taking routes from all namespaces, ``infrastructure.parametersRef`` to the AgentgatewayParameters.
+  taking routes from its own namespace only, ``infrastructure.parametersRef`` to the
+  AgentgatewayParameters.
 - AgentgatewayParameters ``<name>``: ``spec.env`` without the OpenTelemetry exporter variables,
   ``spec.envFrom`` (through the Deployment overlay), a ClusterIP Service, and the variables'
   translation (``otel.translate``) as ``rawConfig.config.tracing``.
-- Multiplex routes: AgentgatewayBackend + HTTPRoute ``<name>.mcp`` at ``/mcp`` (every attached
+- Per-server routes: for each admitted ToolServer, AgentgatewayBackend + HTTPRoute
+  ``<name>.<namespace>.<server>.mcp`` at ``/<namespace>/<server>/mcp`` (one target, the server's
+  Service by its DNS name). Here, in the gateway's namespace and owned by it, wherever the server
+  lives: a ToolServer's deletion, move or re-pointing prunes them with the next reconcile.
+- Multiplex routes: AgentgatewayBackend + HTTPRoute ``<name>.mcp`` at ``/mcp`` (every admitted
   ToolServer, all namespaces; target ``<namespace>-<name>``) and ``<name>.<namespace>.mcp`` at
-  ``/<namespace>/mcp`` (the attached servers of one namespace; target ``<name>``). The backends fail
+  ``/<namespace>/mcp`` (the admitted servers of one namespace; target ``<name>``). The backends fail
   open: one broken server does not take the others' tools down. A backend and route whose namespace
   no longer has servers are deleted; with no servers at all there is no ``/mcp`` either (a backend
-  needs a target). The per-server routes are the ToolServer controller's.
+  needs a target).
+
+Which ToolServers are admitted: those whose ``toolGatewayRef`` names this gateway and whose namespace
+``spec.allowedToolServers.namespaces`` admits (``gatewayapi.admission``: the gateway's own always;
+``All``, the default, every namespace; ``Same``; ``Selector`` on the namespace's labels) or a
+ReferenceGrant of the gateway's namespace grants (from ``runtime.agentic-layer.ai/ToolServer`` in
+the server's namespace to ``runtime.agentic-layer.ai/ToolGateway``, optionally by name). The others
+are in no backend and no route; their own status says why.
 
 Status:
 
@@ -44,7 +56,7 @@ we wrote are released, so the controller now in charge starts clean.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +66,7 @@ from agentkube.api.toolgateway import (
     TOOL_SERVER_KIND,
     ToolGatewaySpec,
 )
+from agentkube.controllers import field_manager
 from agentkube.controllers.children import child_metadata, controller_of
 from agentkube.controllers.gatewayapi import (
     AGENTGATEWAY_CRDS,
@@ -63,6 +76,7 @@ from agentkube.controllers.gatewayapi import (
     TOOLSERVER_NAMESPACE_LABEL,
     CrdGate,
     ServerRef,
+    admission,
     agentgateway_parameters,
     decide_class,
     gateway,
@@ -74,9 +88,19 @@ from agentkube.controllers.gatewayapi import (
     multiplex_name,
     multiplex_path,
     multiplex_targets,
+    server_route_name,
+    server_route_path,
     tool_gateway_key,
 )
-from agentkube.controllers.kinds import GATEWAY, TOOL_GATEWAY, TOOL_GATEWAY_CLASS, TOOL_SERVER
+from agentkube.controllers.grants import ReferenceGrants, permits
+from agentkube.controllers.handover import HandingOver
+from agentkube.controllers.kinds import (
+    GATEWAY,
+    NAMESPACE,
+    TOOL_GATEWAY,
+    TOOL_GATEWAY_CLASS,
+    TOOL_SERVER,
+)
 from agentkube.controllers.otel import OtelTranslation, translate
 from agentkube.controllers.status import (
     CHILD_ERRORS,
@@ -86,6 +110,7 @@ from agentkube.controllers.status import (
     child_problem,
 )
 from agentkube.runtime.conditions import find_status_condition
+from agentkube.runtime.gvk import ObjectKey
 from agentkube.runtime.reconcile import Request, Result
 
 if TYPE_CHECKING:
@@ -98,6 +123,7 @@ __all__ = [
     "CONDITION_TYPES",
     "Desired",
     "ToolGatewayReconciler",
+    "admitted_servers",
     "attached_servers",
     "class_choice",
     "desired_children",
@@ -158,6 +184,22 @@ def desired_children(
     ]
     unique = sorted(set(servers))
     namespaces = sorted({s.namespace for s in unique})
+    for server in unique:
+        object_name = server_route_name(name, server.namespace, server.name)
+        of_namespace = {TOOLSERVER_NAMESPACE_LABEL: server.namespace}
+        target = server.target(server.name)
+        children.append(mcp_backend(object_name, namespace, [target], labels=of_namespace))
+        children.append(
+            http_route(
+                object_name,
+                namespace,
+                gateway_name=name,
+                gateway_namespace=namespace,
+                path_prefix=server_route_path(server.name, server.namespace),
+                backend_name=object_name,
+                labels=of_namespace,
+            )
+        )
     left_out: list[ServerRef] = []
     for scope in [None, *namespaces]:
         members = [s for s in unique if scope is None or s.namespace == scope]
@@ -203,6 +245,32 @@ def attached_servers(servers: Sequence[Mapping[str, Any]]) -> list[ServerRef]:
             ServerRef(meta["namespace"], meta["name"], spec.port, spec.effective_path, spec.transport_type)
         )
     return refs
+
+
+def admitted_servers(
+    gateway_obj: Mapping[str, Any],
+    spec: ToolGatewaySpec,
+    servers: Sequence[Mapping[str, Any]],
+    namespace_labels: Callable[[str], Mapping[str, str] | None],
+    grants: Sequence[Mapping[str, Any]],
+) -> list[Mapping[str, Any]]:
+    """The ToolServer objects of ``servers`` that may attach to ``gateway_obj`` (``gatewayapi.admission``);
+    ``grants`` are the ReferenceGrants of the gateway's namespace."""
+    name = gateway_obj["metadata"]["name"]
+    admitted = []
+    for server in servers:
+        server_namespace = server["metadata"]["namespace"]
+        granted = permits(
+            grants,
+            from_=(TOOL_SERVER.group, TOOL_SERVER.kind),
+            from_namespace=server_namespace,
+            to=(TOOL_GATEWAY.group, TOOL_GATEWAY.kind),
+            to_name=name,
+        )
+        labels = namespace_labels(server_namespace)
+        if admission(gateway_obj, spec, server_namespace, labels, granted) is None:
+            admitted.append(server)
+    return admitted
 
 
 def programmed_condition(gateway_obj: Mapping[str, Any] | None, generation: int) -> dict[str, Any]:
@@ -349,11 +417,19 @@ class ToolGatewayReconciler:
         self._client = manager.client
         self._options = options
         self.gate = gate
+        self.grants = ReferenceGrants(manager)
+        self.namespaces = manager.cache.informer(NAMESPACE, metadata_only=True)
         self.status = StatusWriter(
-            manager.client,
+            HandingOver(manager.client),
             fields=("observedGeneration", "url", "toolGatewayClassName", "conditions"),
             condition_types=CONDITION_TYPES,
+            field_manager=field_manager("toolgateway"),
         )
+
+    def namespace_labels(self, name: str) -> Mapping[str, str] | None:
+        """The labels of namespace ``name`` (None when the cache does not know it)."""
+        found = self.namespaces.store.get(ObjectKey(None, name))
+        return None if found is None else dict(found["metadata"].get("labels") or {})
 
     def classes(self) -> list[dict[str, Any]]:
         """Every ToolGatewayClass. Raises when they cannot be read: "cannot tell" is never "not ours"."""
@@ -393,7 +469,10 @@ class ToolGatewayReconciler:
             else:
                 children = await self.gate.children()
                 key = f"{meta['namespace']}/{meta['name']}"
-                servers = attached_servers(self._cache.list(TOOL_SERVER, index=(TOOL_GATEWAY_INDEX, key)))
+                referring = self._cache.list(TOOL_SERVER, index=(TOOL_GATEWAY_INDEX, key))
+                grants = self.grants.in_namespace(meta["namespace"])
+                admitted = admitted_servers(obj, spec, referring, self.namespace_labels, grants)
+                servers = attached_servers(admitted)
                 desired = desired_children(obj, spec, servers, self._options.gateway_class_name)
                 if children is not None:
                     try:
@@ -439,7 +518,14 @@ def setup(manager: Manager, options: OperatorOptions) -> None:
     cache = manager.cache
     index_tool_servers(cache, TOOL_SERVER)
     index_tool_gateways(cache, TOOL_GATEWAY)
-    gate = CrdGate(manager, TOOL_GATEWAY, GATED, manager.event_recorder("toolgateway"))
+    gate = CrdGate(
+        manager,
+        TOOL_GATEWAY,
+        GATED,
+        manager.event_recorder("toolgateway"),
+        field_manager=field_manager("toolgateway"),
+    )
+    reconciler = ToolGatewayReconciler(manager, options, gate)
 
     def gateways_of_class(cls: dict[str, Any]) -> list[Request]:
         named = cache.list(TOOL_GATEWAY, index=(TOOL_GATEWAY_CLASS_INDEX, cls["metadata"]["name"]))
@@ -457,11 +543,26 @@ def setup(manager: Manager, options: OperatorOptions) -> None:
     def every_gateway(_: dict[str, Any]) -> list[Request]:
         return [Request.of(g) for g in cache.list(TOOL_GATEWAY)]
 
+    def selecting_gateways(_: dict[str, Any]) -> list[Request]:
+        # A namespace's labels matter to the gateways that admit servers by a selector.
+        return [
+            Request.of(g)
+            for g in cache.list(TOOL_GATEWAY)
+            if (((g.get("spec") or {}).get("allowedToolServers") or {}).get("namespaces") or {}).get("from")
+            == "Selector"
+        ]
+
+    def gateways_of_grant(grant: dict[str, Any]) -> list[Request]:
+        return [Request.of(g) for g in cache.list(TOOL_GATEWAY, grant["metadata"].get("namespace"))]
+
     builder = (
         manager.controller("toolgateway")
         .for_kind(TOOL_GATEWAY)
         .watches(TOOL_GATEWAY_CLASS, map_to=gateways_of_class)
         .watches(TOOL_SERVER, map_to=gateway_of_server)
+        .watches(NAMESPACE, map_to=selecting_gateways, metadata_only=True)
     )
-    controller = gate.register(builder, every_gateway).complete(ToolGatewayReconciler(manager, options, gate))
+    builder = reconciler.grants.register(builder, lambda: every_gateway({}))
+    controller = gate.register(builder, every_gateway).complete(reconciler)
     gate.bind(controller)
+    reconciler.grants.bind(controller, gateways_of_grant)

@@ -20,7 +20,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from agentkube.api.toolgateway import DEFAULT_CLASS_ANNOTATION
+from agentkube.controllers import field_manager
 from agentkube.controllers.gatewayapi import default_classes
+from agentkube.controllers.handover import HandingOver
 from agentkube.controllers.kinds import TOOL_GATEWAY_CLASS
 from agentkube.controllers.status import StatusWriter
 from agentkube.runtime.reconcile import Request, Result
@@ -94,7 +96,10 @@ class ToolGatewayClassReconciler:
         self._cache = manager.cache
         self._controller = options.tool_gateway_controller
         self.status = StatusWriter(
-            manager.client, fields=("observedGeneration", "conditions"), condition_types=CONDITION_TYPES
+            HandingOver(manager.client),
+            fields=("observedGeneration", "conditions"),
+            condition_types=CONDITION_TYPES,
+            field_manager=field_manager("toolgatewayclass"),
         )
 
     async def reconcile(self, request: Request) -> Result | None:

@@ -5,24 +5,30 @@ What a ToolServer becomes (all named after it, in its namespace, controlled by i
 - Deployment: one container ``tool-server`` running ``spec.image`` with its command, args, env, envFrom
   and resources; the port ``mcp`` (``spec.port``); TCP startup, readiness and liveness probes on it
   (startup gives a slow first start, e.g. ``npx`` fetching a package, two and a half minutes before
-  liveness may restart it); the restricted Pod Security profile (non-root, no privilege escalation,
-  every capability dropped, RuntimeDefault seccomp); ``spec.replicas`` pods. The root filesystem stays
-  writable: tool servers are arbitrary images, and many write caches to it.
+  liveness may restart it); ``spec.replicas`` pods. A tool server is a user's image, so its pods get
+  the least by default (``spec.security`` loosens each, saying what it costs): non-root, no privilege
+  escalation, every capability dropped, RuntimeDefault seccomp (the restricted Pod Security
+  profile), no service-account token (a tool server has no business with the API server) and no
+  service links (the namespace's Service addresses stay out of its environment). The root
+  filesystem stays writable: tool servers are arbitrary images, and many write caches to it.
 - Service (ClusterIP): port ``spec.port`` to ``mcp``. Deployment, pods and Service carry the labels
   ``runtime.agentic-layer.ai/protocol`` and ``runtime.agentic-layer.ai/transport``.
-- With ``toolGatewayRef`` to a ToolGateway that agentkube implements: an AgentgatewayBackend (one MCP
-  target, the Service) and an HTTPRoute sending ``/<namespace>/<name>/mcp`` on the gateway to it. Both
-  live in the ToolServer's namespace, not the gateway's: an owner reference cannot cross namespaces,
-  and an HTTPRoute may attach to a Gateway in another namespace (the Gateway allows routes from all)
-  while a backendRef to its own namespace needs no ReferenceGrant. The ToolGateway's multiplex routes
-  (``/mcp``, ``/<namespace>/mcp``) are the ToolGateway controller's.
+- NetworkPolicy (unless ``OperatorOptions.network_policies`` is off): port ``mcp`` admits pods of
+  the server's own namespace and, when it is attached to a ToolGateway that admits it, of the
+  gateway's namespace (where agentgateway runs); nobody else (``netpol``).
+
+Routing is the ToolGateway's: with ``toolGatewayRef`` to a ToolGateway that agentkube implements and
+that admits the server (``gatewayapi.admission``), that gateway puts it at
+``/<namespace>/<name>/mcp`` with a backend and route in the gateway's own namespace. This controller
+only reports it, and deletes the per-server backend and route it made itself in the server's
+namespace before routes moved to the gateway's.
 
 Status: ``url`` (``http://<name>.<namespace>.svc.cluster.local:<port><path>``), ``gatewayUrl`` (the
 gateway URL plus the server's path; empty when not routed through a gateway of ours), and the
-conditions ``Accepted`` (False: ``InvalidSpec``, ``ToolGatewayNotFound``, ``GatewayAPINotInstalled``,
-``AgentgatewayNotInstalled``, ``ChildConflict``, ``ChildRejected``), ``Available`` (the Deployment's)
-and ``Ready`` (both). A ToolGateway of another controller is accepted without routes: they are that
-controller's to make.
+conditions ``Accepted`` (False: ``InvalidSpec``, ``ToolGatewayNotFound``, ``NotAdmittedByToolGateway``
+naming the gateway and its rule, ``GatewayAPINotInstalled``, ``AgentgatewayNotInstalled``,
+``ChildConflict``, ``ChildRejected``), ``Available`` (the Deployment's) and ``Ready`` (both). A
+ToolGateway of another controller is accepted without routes: they are that controller's to make.
 """
 
 from __future__ import annotations
@@ -33,9 +39,11 @@ from typing import TYPE_CHECKING, Any
 
 from agentkube.api.kind import InvalidSpec
 from agentkube.api.toolgateway import (
+    TOOL_GATEWAY_KIND,
     TOOL_SERVER_KIND,
     ToolServerSpec,
 )
+from agentkube.controllers import field_manager
 from agentkube.controllers.children import (
     Children,
     child_metadata,
@@ -48,18 +56,27 @@ from agentkube.controllers.gatewayapi import (
     TOOL_GATEWAY_CLASS_INDEX,
     TOOL_GATEWAY_INDEX,
     CrdGate,
-    ServerRef,
+    admission,
     decide_class,
     gateway_url,
-    http_route,
     index_tool_gateways,
     index_tool_servers,
-    mcp_backend,
     server_host,
     server_route_path,
     tool_gateway_key,
 )
-from agentkube.controllers.kinds import DEPLOYMENT, SERVICE, TOOL_GATEWAY, TOOL_GATEWAY_CLASS, TOOL_SERVER
+from agentkube.controllers.grants import ReferenceGrants, permits
+from agentkube.controllers.handover import HandingOver
+from agentkube.controllers.kinds import (
+    DEPLOYMENT,
+    NAMESPACE,
+    NETWORK_POLICY,
+    SERVICE,
+    TOOL_GATEWAY,
+    TOOL_GATEWAY_CLASS,
+    TOOL_SERVER,
+)
+from agentkube.controllers.netpol import network_policy
 from agentkube.controllers.status import (
     CHILD_ERRORS,
     Problem,
@@ -69,6 +86,7 @@ from agentkube.controllers.status import (
     child_problem,
     ready_condition,
 )
+from agentkube.runtime.gvk import ObjectKey
 from agentkube.runtime.reconcile import Request, Result
 
 if TYPE_CHECKING:
@@ -83,8 +101,8 @@ __all__ = [
     "Attachment",
     "ToolServerReconciler",
     "deployment",
-    "route_children",
     "server_labels",
+    "server_network_policy",
     "server_url",
     "service",
     "setup",
@@ -96,16 +114,10 @@ APP = "tool-server"
 PROTOCOL_LABEL = "runtime.agentic-layer.ai/protocol"
 TRANSPORT_LABEL = "runtime.agentic-layer.ai/transport"
 PORT_NAME = "mcp"
-# The Deployment is cached in full (its status feeds Available), the Service metadata-only; the same
-# choice as the workload kinds make, so the informers are shared.
-OWNED = {DEPLOYMENT: False, SERVICE: True}
-
-_RESTRICTED_CONTAINER = {
-    "allowPrivilegeEscalation": False,
-    "runAsNonRoot": True,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
+# The Deployment is cached in full (its status feeds Available), the Service too (its content moves
+# no generation: see ``Children``), the NetworkPolicy metadata-only; the same choice as the workload
+# kinds make, so the informers are shared.
+OWNED = {DEPLOYMENT: False, SERVICE: False, NETWORK_POLICY: True}
 
 
 def server_url(name: str, namespace: str, spec: ToolServerSpec) -> str:
@@ -147,7 +159,17 @@ def deployment(owner: Mapping[str, Any], spec: ToolServerSpec) -> dict[str, Any]
     container["startupProbe"] = _tcp_probe(5, 30)
     container["readinessProbe"] = _tcp_probe(10, 3)
     container["livenessProbe"] = _tcp_probe(20, 3)
-    container["securityContext"] = dict(_RESTRICTED_CONTAINER)
+    security = spec.security
+    capabilities: dict[str, Any] = {"drop": ["ALL"]}
+    if security.capabilities:
+        capabilities["add"] = list(security.capabilities)
+    seccomp = {"type": security.seccomp_profile}
+    container["securityContext"] = {
+        "allowPrivilegeEscalation": security.allow_privilege_escalation,
+        "runAsNonRoot": security.run_as_non_root,
+        "capabilities": capabilities,
+        "seccompProfile": seccomp,
+    }
     return {
         "apiVersion": DEPLOYMENT.api_version,
         "kind": DEPLOYMENT.kind,
@@ -158,7 +180,9 @@ def deployment(owner: Mapping[str, Any], spec: ToolServerSpec) -> dict[str, Any]
             "template": {
                 "metadata": {"labels": {**selector_labels(APP, name), **server_labels(name, spec)}},
                 "spec": {
-                    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "automountServiceAccountToken": security.automount_service_account_token,
+                    "enableServiceLinks": security.enable_service_links,
+                    "securityContext": {"runAsNonRoot": security.run_as_non_root, "seccompProfile": seccomp},
                     "containers": [container],
                 },
             },
@@ -179,33 +203,27 @@ def service(owner: Mapping[str, Any], spec: ToolServerSpec) -> dict[str, Any]:
     }
 
 
-def route_children(
-    owner: Mapping[str, Any], spec: ToolServerSpec, gateway_name: str, gateway_namespace: str
-) -> list[dict[str, Any]]:
-    """The AgentgatewayBackend and HTTPRoute that put the server at ``/<namespace>/<name>/mcp``."""
-    name, namespace = owner["metadata"]["name"], owner["metadata"]["namespace"]
-    target = ServerRef(namespace, name, spec.port, spec.effective_path, spec.transport_type).target(name)
-    backend = mcp_backend(name, namespace, [target])
-    route = http_route(
-        name,
-        namespace,
-        gateway_name=gateway_name,
-        gateway_namespace=gateway_namespace,
-        path_prefix=server_route_path(name, namespace),
-        backend_name=name,
+def server_network_policy(
+    owner: Mapping[str, Any], spec: ToolServerSpec, gateway_namespace: str | None
+) -> dict[str, Any]:
+    """The NetworkPolicy of the server's pods: ``mcp`` from its own namespace and, when it is routed
+    through a gateway, from the gateway's namespace."""
+    name = owner["metadata"]["name"]
+    return network_policy(
+        _metadata(owner, spec),
+        selector_labels(APP, name),
+        port=PORT_NAME,
+        namespaces=[gateway_namespace] if gateway_namespace else [],
     )
-    for child in (backend, route):
-        child["metadata"] = _metadata(owner, spec)
-    return [backend, route]
 
 
 @dataclass
 class Attachment:
     """What a ToolServer's ``toolGatewayRef`` resolves to."""
 
-    routes: list[dict[str, Any]] = field(default_factory=list)
-    """The per-server children wanted (empty: none, existing ones are pruned)."""
     gateway_url: str = ""
+    gateway_namespace: str | None = None
+    """The namespace whose pods (agentgateway's) the server's NetworkPolicy admits, if any."""
     problems: list[Problem] = field(default_factory=list)
     needs_gateway_kinds: bool = False
     """Whether the routes need the Gateway API and agentgateway kinds served."""
@@ -217,10 +235,21 @@ class ToolServerReconciler:
     def __init__(self, manager: Manager, options: OperatorOptions, gate: CrdGate) -> None:
         self._cache = manager.cache
         self._controller = options.tool_gateway_controller
+        self._network_policies = options.network_policies
         self.gate = gate
-        self.children = Children(manager.cache, manager.client, manager.event_recorder("toolserver"), OWNED)
+        self.grants = ReferenceGrants(manager)
+        self.namespaces = manager.cache.informer(NAMESPACE, metadata_only=True)
+        self.children = Children(
+            manager.cache,
+            HandingOver(manager.client),
+            manager.event_recorder("toolserver"),
+            OWNED,
+            field_manager=field_manager("toolserver"),
+        )
         self.status = StatusWriter(
-            manager.client, fields=("observedGeneration", "url", "gatewayUrl", "conditions")
+            HandingOver(manager.client),
+            fields=("observedGeneration", "url", "gatewayUrl", "conditions"),
+            field_manager=field_manager("toolserver"),
         )
 
     async def reconcile(self, request: Request) -> Result | None:
@@ -245,10 +274,11 @@ class ToolServerReconciler:
             problems.append(Problem("InvalidSpec", str(e)))
         else:
             status["url"] = server_url(meta["name"], meta["namespace"], spec)
-            problems += await self._apply(
-                self.children, obj, [deployment(obj, spec), service(obj, spec)], label
-            )
             attachment = self._attachment(obj, spec)
+            wanted = [deployment(obj, spec), service(obj, spec)]
+            if self._network_policies:
+                wanted.append(server_network_policy(obj, spec, attachment.gateway_namespace))
+            problems += await self._apply(self.children, obj, wanted, label)
             problems += attachment.problems
             missing = self.gate.missing()
             if missing and attachment.needs_gateway_kinds:
@@ -256,12 +286,13 @@ class ToolServerReconciler:
                     Problem(missing[0].crd.reason, f"{label}: " + "; ".join(str(m) for m in missing))
                 )
             elif not missing:
-                # Pruning needs the kinds served too: a server that left its gateway keeps no routes.
+                # Routes now live in the gateway's namespace; the ones this controller made in the
+                # server's namespace before are deleted (pruning needs the kinds served).
                 routed = await self.gate.children()
                 if routed is not None:
-                    route_problems = await self._apply(routed, obj, attachment.routes, label)
+                    route_problems = await self._apply(routed, obj, [], label)
                     problems += route_problems
-                    if not route_problems:
+                    if not route_problems and not attachment.problems:
                         status["gatewayUrl"] = attachment.gateway_url
 
         live = self.children.get(DEPLOYMENT, meta["name"], meta["namespace"])
@@ -292,13 +323,39 @@ class ToolServerReconciler:
         class_name = (gateway.get("spec") or {}).get("toolGatewayClassName")
         decision = decide_class(class_name, self._cache.list(TOOL_GATEWAY_CLASS), self._controller)
         if not decision.ours:
-            return Attachment()
+            # Its controller decides who attaches; its pods still live in the gateway's namespace.
+            return Attachment(gateway_namespace=namespace)
+        try:
+            gateway_spec = TOOL_GATEWAY_KIND.parse(gateway)
+        except InvalidSpec:
+            return Attachment()  # the gateway's own status says what is wrong; it routes nothing
+        server_namespace = obj["metadata"]["namespace"]
+        granted = server_namespace != namespace and permits(
+            self.grants.in_namespace(namespace),
+            from_=(TOOL_SERVER.group, TOOL_SERVER.kind),
+            from_namespace=server_namespace,
+            to=(TOOL_GATEWAY.group, TOOL_GATEWAY.kind),
+            to_name=name,
+        )
+        refused = admission(
+            gateway, gateway_spec, server_namespace, self.namespace_labels(server_namespace), granted
+        )
+        if refused is not None:
+            label = f"ToolServer {server_namespace}/{obj['metadata']['name']}"
+            return Attachment(
+                problems=[Problem("NotAdmittedByToolGateway", f"{label}: spec.toolGatewayRef: {refused}")]
+            )
+        path = server_route_path(obj["metadata"]["name"], server_namespace)
         return Attachment(
-            routes=route_children(obj, spec, name, namespace),
-            gateway_url=gateway_url(name, namespace)
-            + server_route_path(obj["metadata"]["name"], obj["metadata"]["namespace"]),
+            gateway_url=gateway_url(name, namespace) + path,
+            gateway_namespace=namespace,
             needs_gateway_kinds=True,
         )
+
+    def namespace_labels(self, name: str) -> Mapping[str, str] | None:
+        """The labels of namespace ``name`` (None when the cache does not know it)."""
+        found = self.namespaces.store.get(ObjectKey(None, name))
+        return None if found is None else dict(found["metadata"].get("labels") or {})
 
     async def _apply(
         self, children: Children, obj: dict[str, Any], desired: list[dict[str, Any]], label: str
@@ -321,6 +378,7 @@ def setup(manager: Manager, options: OperatorOptions) -> None:
         # What a ToolServer writes of them is all in metadata as far as Children reads.
         {GATEWAY_API_CRDS[1]: True, AGENTGATEWAY_CRDS[1]: True},
         manager.event_recorder("toolserver"),
+        field_manager=field_manager("toolserver"),
     )
     reconciler = ToolServerReconciler(manager, options, gate)
 
@@ -337,10 +395,23 @@ def setup(manager: Manager, options: OperatorOptions) -> None:
     def attached_servers(_: dict[str, Any]) -> list[Request]:
         return [Request.of(s) for s in cache.list(TOOL_SERVER) if tool_gateway_key(s) is not None]
 
+    def servers_of_namespace(ns: dict[str, Any]) -> list[Request]:
+        # Its labels decide whether a gateway's selector admits the namespace's servers.
+        return [Request.of(s) for s in cache.list(TOOL_SERVER, ns["metadata"]["name"]) if tool_gateway_key(s)]
+
+    def servers_of_grant(grant: dict[str, Any]) -> list[Request]:
+        # A grant of namespace N concerns the servers attached to N's gateways.
+        namespace = grant["metadata"].get("namespace")
+        return [r for g in cache.list(TOOL_GATEWAY, namespace) for r in servers_of(g)]
+
     builder = manager.controller("toolserver").for_kind(TOOL_SERVER)
     builder = reconciler.children.register(builder)
-    builder = builder.watches(TOOL_GATEWAY, map_to=servers_of).watches(
-        TOOL_GATEWAY_CLASS, map_to=servers_of_class
+    builder = (
+        builder.watches(TOOL_GATEWAY, map_to=servers_of)
+        .watches(TOOL_GATEWAY_CLASS, map_to=servers_of_class)
+        .watches(NAMESPACE, map_to=servers_of_namespace, metadata_only=True)
     )
+    builder = reconciler.grants.register(builder, lambda: attached_servers({}))
     controller = gate.register(builder, attached_servers).complete(reconciler)
     gate.bind(controller)
+    reconciler.grants.bind(controller, servers_of_grant)

@@ -26,6 +26,8 @@ What the children look like:
   ``metrics`` (a ServiceMonitor selects it by name).
 - PodDisruptionBudget ``<name>`` with ``minAvailable: 1`` when replicas > 1 (with one replica it
   would block every node drain).
+- NetworkPolicy ``<name>`` when the kind gives ``Workload.callers``: the ``http`` port admits the
+  object's namespace and those callers, the ``metrics`` port anyone (``netpol``).
 - Generated Secrets (``GeneratedSecret``, e.g. an MCP's session key): created once, before the
   Deployment that reads them, and never written again (see ``GeneratedSecrets``).
 
@@ -46,6 +48,7 @@ from typing import Any
 
 from agentkube.api.kind import InvalidSpec, Kind
 from agentkube.api.pod import DEFAULT_RESOURCES, WorkloadSpec
+from agentkube.controllers import field_manager
 from agentkube.controllers.children import (
     LABEL_INSTANCE,
     ChildConflict,
@@ -57,15 +60,18 @@ from agentkube.controllers.children import (
     selector_labels,
     standard_labels,
 )
+from agentkube.controllers.handover import HandingOver
 from agentkube.controllers.kinds import (
     CONFIG_MAP,
     DEPLOYMENT,
+    NETWORK_POLICY,
     POD,
     POD_DISRUPTION_BUDGET,
     SECRET,
     SERVICE,
     gvk_of,
 )
+from agentkube.controllers.netpol import network_policy
 from agentkube.controllers.pods import POD_SELECTOR, PodChanged, pod_problem, pod_summary
 from agentkube.controllers.secrets import digest_secret
 from agentkube.controllers.status import (
@@ -159,7 +165,11 @@ class Workload:
     env: Sequence[Mapping[str, Any]] = ()
     """Container environment, e.g. ``{"name": ..., "valueFrom": {"secretKeyRef": ...}}``."""
     generated: Sequence[GeneratedSecret] = ()
+    callers: Sequence[str] | None = None
+    """The other namespaces whose pods may call the program (``netpol``); None: no NetworkPolicy."""
     """Secrets the operator makes for the owner (their digests are added by ``GeneratedSecrets``)."""
+    service_account_name: str | None = None
+    """The pods' service account (``spec.serviceAccountName``); None: the namespace's default."""
 
     @property
     def name(self) -> str:
@@ -256,6 +266,8 @@ def deployment(w: Workload) -> dict[str, Any]:
         pod["nodeSelector"] = dict(spec.node_selector)
     if spec.tolerations:
         pod["tolerations"] = [t.to_dict() for t in spec.tolerations]
+    if w.service_account_name:
+        pod["serviceAccountName"] = w.service_account_name
     return {
         "apiVersion": DEPLOYMENT.api_version,
         "kind": DEPLOYMENT.kind,
@@ -302,6 +314,16 @@ def desired_children(w: Workload) -> list[dict[str, Any]]:
     pdb = pod_disruption_budget(w)
     if pdb is not None:
         children.append(pdb)
+    if w.callers is not None:
+        children.append(
+            network_policy(
+                child_metadata(w.owner, w.name, w.program),
+                selector_labels(w.program, w.name),
+                port="http",
+                namespaces=w.callers,
+                open_ports=["metrics"],
+            )
+        )
     return children
 
 
@@ -316,6 +338,10 @@ class Plan:
     problems: Sequence[Problem] = ()
     workload: Workload | None = None
     status: Mapping[str, Any] = field(default_factory=dict)
+    refused: Sequence[Problem] = ()
+    """References refused for want of consent (``RefNotPermitted``). Unlike ``problems`` they do not
+    hold the children back: ``workload`` (built without what was refused) is applied, or, when it is
+    None, the children are deleted, so a revoked grant takes effect; they show in ``Accepted``."""
 
 
 PlanFunc = Callable[[dict[str, Any], Any], Plan]
@@ -329,8 +355,15 @@ MAX_CONCURRENT_RECONCILES = 4
 CONFLICT_RECHECK = 60.0
 
 # Children of a workload and how they are cached: the Deployment in full (its status feeds ours),
-# the others metadata-only (all ``Children`` reads of them is metadata).
-OWNED = {CONFIG_MAP: True, DEPLOYMENT: False, SERVICE: True, POD_DISRUPTION_BUDGET: True}
+# the ConfigMap and Service in full too (their content moves no generation, so only a full copy lets
+# ``Children`` see an edit made while the operator was down), the others metadata-only.
+OWNED = {
+    CONFIG_MAP: False,
+    DEPLOYMENT: False,
+    SERVICE: False,
+    POD_DISRUPTION_BUDGET: True,
+    NETWORK_POLICY: True,
+}
 
 # The status fields of every workload kind; a kind adds its own (``WorkloadReconciler(status_fields=)``).
 STATUS_FIELDS = ("observedGeneration", "url", "replicas", "readyReplicas", "ready", "conditions")
@@ -517,10 +550,20 @@ class WorkloadReconciler:
         self._cache = manager.cache
         self._plan = plan
         self.recorder = manager.event_recorder(f"agentkube.io/{name}-controller")
-        self.children = Children(manager.cache, manager.client, self.recorder, OWNED)
+        self.children = Children(
+            manager.cache,
+            HandingOver(manager.client),
+            self.recorder,
+            OWNED,
+            field_manager=field_manager(name),
+        )
         self.generated = GeneratedSecrets(manager.cache, manager.client, self.recorder)
         self._pods = manager.cache.informer(POD, label_selector=POD_SELECTOR, transform=pod_summary)
-        self.status = StatusWriter(manager.client, fields=(*STATUS_FIELDS, *status_fields))
+        self.status = StatusWriter(
+            HandingOver(manager.client),
+            fields=(*STATUS_FIELDS, *status_fields),
+            field_manager=field_manager(name),
+        )
         # (reason, message) of the last Warning sent per object: reference problems are reported
         # once when they appear, not on every reconcile while they last.
         self._warned: dict[ObjectKey, tuple[str, str]] = {}
@@ -607,6 +650,10 @@ class WorkloadReconciler:
                     if isinstance(e, ChildConflict):
                         # The namesake is not ours, so no watch of ours wakes us when it goes away.
                         result = Result(requeue_after=CONFLICT_RECHECK)
+            elif not problems and plan.refused:
+                # Everything it would run was refused: nothing runs (the generated Secrets stay).
+                await self.children.apply(obj, [])
+            problems.extend(plan.refused)
 
         # A Deployment we just applied is reported from the API server's answer, not the lagging
         # cache: the status written now is then the one the next reconcile computes too.

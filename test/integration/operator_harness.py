@@ -66,10 +66,12 @@ class RecordingClient(Client):
 
     writes: list[Write]
     denied: list[str]
+    dry_runs: list[Write]
+    """Dry-run applies: requests that persist nothing, kept apart from ``writes``."""
 
     def _note(self) -> None:
         if not hasattr(self, "writes"):
-            self.writes, self.denied = [], []
+            self.writes, self.denied, self.dry_runs = [], [], []
 
     def _denied(self, what: str, error: Forbidden) -> None:
         self._note()
@@ -88,6 +90,11 @@ class RecordingClient(Client):
 
     async def apply(self, obj: dict[str, Any], **kw: Any) -> dict[str, Any]:
         write = Write("apply", obj["kind"], obj["metadata"]["name"], kw.get("subresource"))
+        if kw.get("dry_run"):
+            self._note()
+            self.dry_runs.append(write)
+            dry: dict[str, Any] = await super().apply(obj, **kw)
+            return dry
         result: dict[str, Any] = await self._record(write, super().apply(obj, **kw))
         return result
 

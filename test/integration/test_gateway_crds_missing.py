@@ -105,7 +105,7 @@ async def test_missing_crds_are_reported_and_taken_up_when_installed_without_res
     await wait_condition(world, TOOL_SERVER, "search", "tools", "Accepted", status="True")
     assert await world.get(GATEWAY, "gw", "tools") is not None
     assert await world.get(AGENTGATEWAY_PARAMETERS, "gw", "tools") is not None
-    await eventually(lambda: world.get(HTTP_ROUTE, "search", "tools"), "the server's route exists")
+    await eventually(lambda: world.get(HTTP_ROUTE, "gw.tools.search.mcp", "tools"), "the server's route")
     await eventually(lambda: world.get(HTTP_ROUTE, "gw.mcp", "tools"), "the multiplex route exists")
     assert not operator.task.done()
     assert operator.client.denied == []

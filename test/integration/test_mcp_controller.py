@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 import yaml
 
-from agentkube.controllers.kinds import CONFIG_MAP, DEPLOYMENT, MCP, POD_DISRUPTION_BUDGET, SECRET, SERVICE
+from agentkube.controllers.kinds import (
+    CONFIG_MAP,
+    DEPLOYMENT,
+    MCP,
+    NETWORK_POLICY,
+    POD_DISRUPTION_BUDGET,
+    SECRET,
+    SERVICE,
+)
 from agentkube.controllers.workload import CONFIG_HASH_ANNOTATION
 from agentkube.dataplane.mcp.config import HttpUpstream, load_mcp_proxy_config
 from agentkube.dataplane.mcp.sessions import KeyRing
@@ -610,7 +618,13 @@ async def test_deleted_and_recreated_mcp_gets_a_new_session_key(
     assert new_uid != old_uid
 
     # Play the garbage collector: what the deleted MCP controlled goes.
-    for gvk, name in ((CONFIG_MAP, "m-config"), (DEPLOYMENT, "m"), (SERVICE, "m"), (SECRET, "m-session")):
+    for gvk, name in (
+        (CONFIG_MAP, "m-config"),
+        (DEPLOYMENT, "m"),
+        (SERVICE, "m"),
+        (NETWORK_POLICY, "m"),
+        (SECRET, "m-session"),
+    ):
         await client.delete(gvk, name, namespace)
     await accepted_with(client, namespace, "m", "True", "Accepted")
     new = session_keys(await session_secret(client, namespace, "m", new_uid))

@@ -155,7 +155,12 @@ async def test_seed_manifests_produce_the_documented_objects(
     assert gateway["spec"] == {
         "gatewayClassName": "agentgateway",
         "listeners": [
-            {"name": "http", "protocol": "HTTP", "port": 80, "allowedRoutes": {"namespaces": {"from": "All"}}}
+            {
+                "name": "http",
+                "protocol": "HTTP",
+                "port": 80,
+                "allowedRoutes": {"namespaces": {"from": "Same"}},
+            }
         ],
         "infrastructure": {
             "parametersRef": {
@@ -186,9 +191,14 @@ async def test_seed_manifests_produce_the_documented_objects(
         "service": {"spec": {"type": "ClusterIP"}},
     }
     assert params["metadata"]["ownerReferences"] == owned_by(gw)
-    await eventually(lambda: world.get(HTTP_ROUTE, "my-tool-server", "my-namespace"), "the server's route")
+    # The seed's server is routed by tool-gateway/my-tool-gateway: its route lives there, and
+    # my-namespace holds no route at all (my-namespace/my-tool-gateway has no servers).
+    await eventually(
+        lambda: world.get(HTTP_ROUTE, "my-tool-gateway.my-namespace.my-tool-server.mcp", "tool-gateway"),
+        "the server's route",
+    )
     routes, _ = await world.client.list(HTTP_ROUTE, "my-namespace")
-    assert [r["metadata"]["name"] for r in routes] == ["my-tool-server"]  # only the server's own route
+    assert [r["metadata"]["name"] for r in routes] == []
     accepted = await wait_condition(
         world, TOOL_GATEWAY, "my-tool-gateway", "my-namespace", "Accepted", status="True"
     )
@@ -200,7 +210,8 @@ async def test_seed_manifests_produce_the_documented_objects(
     # Nothing here plays the Gateway's controller: nothing serves the gateway, so it shows no URL.
     assert "url" not in status
 
-    # ToolServer my-namespace/my-tool-server -> Deployment + Service + its own backend and route.
+    # ToolServer my-namespace/my-tool-server -> Deployment + Service (+ NetworkPolicy); its backend and
+    # route are the gateway's, in tool-gateway.
     deployment = await eventually(
         lambda: world.get(DEPLOYMENT, "my-tool-server", "my-namespace"), "the Deployment"
     )
@@ -225,6 +236,8 @@ async def test_seed_manifests_produce_the_documented_objects(
                 }
             },
             "spec": {
+                "automountServiceAccountToken": False,
+                "enableServiceLinks": False,
                 "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
                 "containers": [
                     {
@@ -264,8 +277,9 @@ async def test_seed_manifests_produce_the_documented_objects(
     assert service["spec"]["type"] == "ClusterIP"
     assert service["spec"]["selector"] == selector
     assert service["spec"]["ports"] == [{"name": "mcp", "port": 8000, "targetPort": "mcp", "protocol": "TCP"}]
+    per_server = "my-tool-gateway.my-namespace.my-tool-server.mcp"
     backend = await eventually(
-        lambda: world.get(AGENTGATEWAY_BACKEND, "my-tool-server", "my-namespace"), "its backend"
+        lambda: world.get(AGENTGATEWAY_BACKEND, per_server, "tool-gateway"), "its backend"
     )
     target = {
         "host": "my-tool-server.my-namespace.svc.cluster.local",
@@ -274,8 +288,9 @@ async def test_seed_manifests_produce_the_documented_objects(
         "protocol": "StreamableHTTP",
     }
     assert backend["spec"] == {"mcp": {"targets": [{"name": "my-tool-server", "static": target}]}}
-    assert backend["metadata"]["ownerReferences"] == owned_by(server)
-    route = await eventually(lambda: world.get(HTTP_ROUTE, "my-tool-server", "my-namespace"), "its route")
+    assert backend["metadata"]["ownerReferences"] == owned_by(routed_gw)
+    route = await eventually(lambda: world.get(HTTP_ROUTE, per_server, "tool-gateway"), "its route")
+    assert route["metadata"]["ownerReferences"] == owned_by(routed_gw)
     parent = {
         "group": "gateway.networking.k8s.io",
         "kind": "Gateway",
@@ -302,7 +317,7 @@ async def test_seed_manifests_produce_the_documented_objects(
             ],
         }
 
-    assert route["spec"] == route_spec("/my-namespace/my-tool-server/mcp", "my-tool-server")
+    assert route["spec"] == route_spec("/my-namespace/my-tool-server/mcp", per_server)
 
     # Multiplex routes of tool-gateway/my-tool-gateway: /mcp and /my-namespace/mcp.
     everything = await eventually(
@@ -414,7 +429,8 @@ async def test_each_child_and_status_is_written_once_and_again_at_rest_nothing(
         await wait_condition(world, TOOL_GATEWAY, gw, namespace, "ToolServersRouted", status="True")
         await wait_condition(world, TOOL_SERVER, server, namespace, "Accepted", status="True")
         await eventually(operator.idle, "the controllers are idle")
-        mine = {cls, gw, server, f"{gw}.mcp", f"{gw}.{namespace}.mcp"}
+        per_server = f"{gw}.{namespace}.{server}.mcp"
+        mine = {cls, gw, server, f"{gw}.mcp", f"{gw}.{namespace}.mcp", per_server}
         applied = Counter(
             (w.kind, w.name, w.subresource) for w in operator.client.writes_of("apply") if w.name in mine
         )
@@ -428,11 +444,12 @@ async def test_each_child_and_status_is_written_once_and_again_at_rest_nothing(
                 ("HTTPRoute", f"{gw}.mcp", None): 1,
                 ("AgentgatewayBackend", f"{gw}.{namespace}.mcp", None): 1,
                 ("HTTPRoute", f"{gw}.{namespace}.mcp", None): 1,
+                ("AgentgatewayBackend", per_server, None): 1,
+                ("HTTPRoute", per_server, None): 1,
                 ("ToolServer", server, "status"): 1,
                 ("Deployment", server, None): 1,
                 ("Service", server, None): 1,
-                ("AgentgatewayBackend", server, None): 1,
-                ("HTTPRoute", server, None): 1,
+                ("NetworkPolicy", server, None): 1,
             }
         )
         before = len(operator.client.writes)

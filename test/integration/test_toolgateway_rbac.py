@@ -94,7 +94,10 @@ async def test_tool_gateway_controllers_as_the_service_account_are_refused_nothi
             await until(lambda: _is(status_of(TOOL_SERVER, "search", "Ready"), "True"), "the server is ready")
             await client.delete(TOOL_SERVER, "maps", namespace)
             await apply(tool_server("search", namespace))
-            await until(lambda: gone(HTTP_ROUTE, "search"), "the detached server's route is pruned")
+            await until(
+                lambda: gone(HTTP_ROUTE, f"gw.{namespace}.search.mcp"),
+                "the detached server's route is pruned",
+            )
             await until(
                 lambda: gone(HTTP_ROUTE, f"gw.{namespace}.mcp"), "the empty multiplex route is pruned"
             )

@@ -1,5 +1,6 @@
-"""ToolServer controller against a real API server: its workload, its own route, its status, and the
-multiplex routes of its ToolGateway following servers that come, move, re-point and go."""
+"""ToolServer controller against a real API server: its workload, its status, and the routes of its
+ToolGateway (per server and multiplex, all in the gateway's namespace) following servers that come,
+move, re-point and go."""
 
 from __future__ import annotations
 
@@ -77,13 +78,18 @@ async def targets(world: World, name: str, namespace: str) -> list[str] | None:
 
 
 async def multiplex(world: World, gateway: str, namespace: str) -> dict[str, list[str]] | None:
-    """Path prefix -> target names of every multiplex route of a ToolGateway; None while a backend
-    lacks its route or a route its backend (the controller writes them one after the other)."""
+    """Path prefix -> target names of every multiplex route of a ToolGateway (``<gw>.mcp``,
+    ``<gw>.<ns>.mcp``; the per-server ones have a dot more); None while a backend lacks its route or
+    a route its backend (the controller writes them one after the other)."""
     routes, _ = await world.client.list(HTTP_ROUTE, namespace)
     backends, _ = await world.client.list(AGENTGATEWAY_BACKEND, namespace)
-    mine = [r for r in routes if r["metadata"]["name"].startswith(f"{gateway}.")]
+
+    def multiplexed(name: str) -> bool:
+        return name.startswith(f"{gateway}.") and name.count(".") <= 2
+
+    mine = [r for r in routes if multiplexed(r["metadata"]["name"])]
     if sorted(r["metadata"]["name"] for r in mine) != sorted(
-        b["metadata"]["name"] for b in backends if b["metadata"]["name"].startswith(f"{gateway}.")
+        b["metadata"]["name"] for b in backends if multiplexed(b["metadata"]["name"])
     ):
         return None
     found: dict[str, list[str]] = {}
@@ -160,7 +166,7 @@ async def test_missing_gateway_is_reported_and_the_server_recovers_when_it_appea
     assert (
         obj["status"]["gatewayUrl"] == f"http://later.{namespace}.svc.cluster.local/{namespace}/weather/mcp"
     )
-    backend = await world.get(AGENTGATEWAY_BACKEND, "weather", namespace)
+    backend = await world.get(AGENTGATEWAY_BACKEND, f"later.{namespace}.weather.mcp", namespace)
     assert backend is not None
     assert backend["spec"]["mcp"]["targets"] == [
         {
@@ -173,21 +179,24 @@ async def test_missing_gateway_is_reported_and_the_server_recovers_when_it_appea
             },
         }
     ]
-    route = await world.get(HTTP_ROUTE, "weather", namespace)
+    route = await world.get(HTTP_ROUTE, f"later.{namespace}.weather.mcp", namespace)
     assert route is not None
     assert route["spec"]["rules"][0]["matches"] == [
         {"path": {"type": "PathPrefix", "value": f"/{namespace}/weather/mcp"}}
     ]
     await wait_multiplex(
-        world, "later", namespace, {"/mcp": [f"{namespace}-weather"], f"/{namespace}/mcp": ["weather"]}
+        world,
+        "later",
+        namespace,
+        {"/mcp": [f"{namespace}-weather"], f"/{namespace}/mcp": ["weather"]},
     )
 
-    # The gateway goes: the server says so again and its route goes with it.
+    # The gateway goes: the server says so again (its routes were the gateway's children, which the
+    # garbage collector removes with it; there is none here).
     await world.delete(TOOL_GATEWAY, "later", namespace)
     await wait_condition(
         world, TOOL_SERVER, "weather", namespace, "Accepted", status="False", reason="ToolGatewayNotFound"
     )
-    await eventually(lambda: _gone(world, HTTP_ROUTE, "weather", namespace), "the server's route is deleted")
 
 
 async def _gone(world: World, gvk: Any, name: str, namespace: str) -> bool:
@@ -243,14 +252,20 @@ async def test_multiplex_routes_follow_servers_added_moved_repointed_and_deleted
         {"/mcp": [f"{b}-maps", f"{c}-search"], f"/{b}/mcp": ["maps"], f"/{c}/mcp": ["search"]},
     )
     await wait_multiplex(world, "other", namespace, {"/mcp": [f"{b}-weather"], f"/{b}/mcp": ["weather"]})
-    route = await world.get(HTTP_ROUTE, "weather", b)
+    route = await world.get(HTTP_ROUTE, f"other.{b}.weather.mcp", namespace)
     assert route is not None and route["spec"]["parentRefs"][0]["name"] == "other"
+    await eventually(
+        lambda: _gone(world, HTTP_ROUTE, f"hub.{b}.weather.mcp", namespace), "its route on hub is deleted"
+    )
 
     # Detached: maps drops its toolGatewayRef; its own route goes, and it leaves the multiplex.
     await world.apply(tool_server("maps", b))
     await wait_multiplex(world, "hub", namespace, {"/mcp": [f"{c}-search"], f"/{c}/mcp": ["search"]})
-    await eventually(lambda: _gone(world, HTTP_ROUTE, "maps", b), "the detached server's route is deleted")
-    await eventually(lambda: _gone(world, AGENTGATEWAY_BACKEND, "maps", b), "its backend too")
+    maps = f"hub.{b}.maps.mcp"
+    await eventually(
+        lambda: _gone(world, HTTP_ROUTE, maps, namespace), "the detached server's route is deleted"
+    )
+    await eventually(lambda: _gone(world, AGENTGATEWAY_BACKEND, maps, namespace), "its backend too")
 
     # Deleted: the last servers go, and with them every multiplex backend and route.
     await world.delete(TOOL_SERVER, "search", c)

@@ -108,7 +108,13 @@ async def test_first_pass_writes_each_child_and_status_once(
             ("LLMGateway", "shared-gateway"),
         }
         children = Counter(k for k, _, sub in applied if sub is None)
-        assert children == {"ConfigMap": 4, "Deployment": 4, "Service": 4, "PodDisruptionBudget": 1}
+        assert children == {
+            "ConfigMap": 4,
+            "Deployment": 4,
+            "Service": 4,
+            "PodDisruptionBudget": 1,
+            "NetworkPolicy": 4,
+        }
         # The session keys of the healthy MCPs, not of the broken one (not Accepted: nothing made).
         made = sorted(w.name for w in op.client.writes_of("create", "Secret"))
         assert made == ["front-session", "one-session", "two-session"]

@@ -104,6 +104,14 @@ def test_snake_case_names_are_accepted_and_wire_form_is_camel_case() -> None:
         "replicas": 1,
         "env": [],
         "envFrom": [],
+        "security": {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": [],
+            "seccompProfile": "RuntimeDefault",
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+        },
     }
 
 

@@ -6,12 +6,14 @@ from typing import Any
 
 import pytest
 
+from agentkube.api.toolgateway import parse_tool_gateway
 from agentkube.controllers.gatewayapi import (
     AGENTGATEWAY_CRDS,
     GATEWAY_API_CRDS,
     MAX_MCP_TARGETS,
     McpTarget,
     ServerRef,
+    admission,
     agentgateway_parameters,
     crd_problem,
     decide_class,
@@ -22,13 +24,15 @@ from agentkube.controllers.gatewayapi import (
     missing_crds,
     multiplex_name,
     multiplex_targets,
+    selector_matches,
+    server_route_name,
     trim_crd,
 )
 
 CONTROLLER = "runtime.agentic-layer.ai/tool-gateway-agentgateway-controller"
 
 
-def test_gateway_has_one_http_listener_open_to_every_namespace_and_points_at_its_parameters() -> None:
+def test_gateway_has_one_http_listener_for_its_own_namespace_and_points_at_its_parameters() -> None:
     assert gateway("gw", "ns", gateway_class_name="agentgateway", parameters_name="gw") == {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "Gateway",
@@ -40,7 +44,7 @@ def test_gateway_has_one_http_listener_open_to_every_namespace_and_points_at_its
                     "name": "http",
                     "protocol": "HTTP",
                     "port": 80,
-                    "allowedRoutes": {"namespaces": {"from": "All"}},
+                    "allowedRoutes": {"namespaces": {"from": "Same"}},
                 }
             ],
             "infrastructure": {
@@ -172,6 +176,65 @@ def test_multiplex_names_never_equal_a_server_or_another_gateways_names() -> Non
     assert multiplex_name("a", "team") == "a.team.mcp"
     # ToolServer names are DNS-1035 labels: no dots.
     assert "." in multiplex_name("a", None)
+    # A server named "mcp" in namespace "team" against the multiplex of "team": one dot more.
+    assert server_route_name("a", "team", "mcp") == "a.team.mcp.mcp" != multiplex_name("a", "team")
+
+
+def gateway_object(**allowed: Any) -> tuple[dict[str, Any], Any]:
+    obj = {
+        "apiVersion": "runtime.agentic-layer.ai/v1alpha1",
+        "kind": "ToolGateway",
+        "metadata": {"name": "hub", "namespace": "tools", "uid": "u"},
+        "spec": {"allowedToolServers": {"namespaces": allowed}} if allowed else {},
+    }
+    return obj, parse_tool_gateway(obj)
+
+
+def test_admission_by_default_takes_every_namespace() -> None:
+    obj, spec = gateway_object()
+    assert admission(obj, spec, "anyone", None, granted=False) is None
+
+
+def test_admission_same_takes_the_own_namespace_or_a_grant() -> None:
+    obj, spec = gateway_object(**{"from": "Same"})
+    assert admission(obj, spec, "tools", None, granted=False) is None
+    assert admission(obj, spec, "team-a", {}, granted=True) is None
+    refused = admission(obj, spec, "team-a", {}, granted=False)
+    assert refused is not None
+    assert refused.startswith("ToolGateway tools/hub: spec.allowedToolServers.namespaces admits its own")
+    assert "ReferenceGrant from runtime.agentic-layer.ai/ToolServer in team-a" in refused
+
+
+def test_admission_selector_matches_the_namespace_labels() -> None:
+    selector = {
+        "matchLabels": {"team": "a"},
+        "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["x"]}],
+    }
+    obj, spec = gateway_object(**{"from": "Selector", "selector": selector})
+    assert admission(obj, spec, "team-a", {"team": "a"}, granted=False) is None
+    assert admission(obj, spec, "team-a", {"team": "a", "tier": "x"}, granted=False) is not None
+    assert admission(obj, spec, "team-b", {"team": "b"}, granted=False) is not None
+    # An unknown namespace (not cached) is not admitted by a selector.
+    assert admission(obj, spec, "team-a", None, granted=False) is not None
+
+
+@pytest.mark.parametrize(
+    ("selector", "labels", "matches"),
+    [
+        ({}, {}, True),
+        ({"matchLabels": {"a": "1"}}, {"a": "1", "b": "2"}, True),
+        ({"matchLabels": {"a": "1"}}, {"a": "2"}, False),
+        ({"matchExpressions": [{"key": "a", "operator": "In", "values": ["1", "2"]}]}, {"a": "2"}, True),
+        ({"matchExpressions": [{"key": "a", "operator": "In", "values": ["1"]}]}, {}, False),
+        ({"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]}, {}, True),
+        ({"matchExpressions": [{"key": "a", "operator": "Exists"}]}, {"a": ""}, True),
+        ({"matchExpressions": [{"key": "a", "operator": "DoesNotExist"}]}, {"a": ""}, False),
+    ],
+)
+def test_selector_matches_like_kubernetes(
+    selector: dict[str, Any], labels: dict[str, str], matches: bool
+) -> None:
+    assert selector_matches(selector, labels) is matches
 
 
 def server(

@@ -224,6 +224,18 @@ def test_stdio_secret_variables_reach_the_process_through_the_container_env(
     assert "s3cr3t" not in str(children)
 
 
+def grant_to_mcp(namespace: str, from_namespace: str, to_name: str | None = None) -> dict[str, Any]:
+    to: dict[str, Any] = {"group": "agentkube.io", "kind": "MCP"}
+    if to_name is not None:
+        to["name"] = to_name
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1beta1",
+        "kind": "ReferenceGrant",
+        "metadata": {"name": "g", "namespace": namespace},
+        "spec": {"from": [{"group": "agentkube.io", "kind": "MCP", "namespace": from_namespace}], "to": [to]},
+    }
+
+
 def test_mcp_ref_resolves_to_the_referenced_proxys_url(world: World, make_mcp: Any) -> None:
     world.add(make_mcp("backend", [{"name": "x", "kind": "http", "endpoint": "http://x.example"}], port=9090))
     world.add(
@@ -236,12 +248,80 @@ def test_mcp_ref_resolves_to_the_referenced_proxys_url(world: World, make_mcp: A
             {"name": "remote", "kind": "mcpRef", "mcpRef": {"name": "other", "namespace": "shared"}},
         ],
     )
-    children = children_of(world, front)
-    upstreams = load_mcp_proxy_config(children["ConfigMap"]["data"]["config.yaml"]).upstreams
+    grants = {"shared": [grant_to_mcp("shared", "team-a", "other")]}
+    plan = mcp.plan(world.cache, IMAGE, front, parse_mcp(front), grants=lambda ns: grants.get(ns, []))
+    assert not plan.problems and not plan.refused and plan.workload is not None
+    upstreams = load_mcp_proxy_config(plan.workload.config).upstreams
     assert [(u.name, getattr(u, "url", None), getattr(u, "mcp_ref", None)) for u in upstreams] == [
         ("local", "http://backend.team-a.svc.cluster.local:9090", "team-a/backend"),
         ("remote", "http://other.shared.svc.cluster.local:8080", "shared/other"),
     ]
+
+
+def test_cross_namespace_mcp_ref_without_a_grant_is_left_out_and_reveals_nothing(
+    world: World, make_mcp: Any
+) -> None:
+    upstream = {"name": "x", "kind": "http", "endpoint": "http://x.example"}
+    world.add(make_mcp("present", [upstream], namespace="shared"))
+    local = {"name": "local", "kind": "http", "endpoint": "http://local.example"}
+
+    def front(target: str) -> dict[str, Any]:
+        ref = {"name": "remote", "kind": "mcpRef", "mcpRef": {"name": target, "namespace": "shared"}}
+        return make_mcp("front", [local, ref])
+
+    # A grant for another namespace, or for another MCP by name, is no grant for this one.
+    wrong = {"shared": [grant_to_mcp("shared", "team-b"), grant_to_mcp("shared", "team-a", "else")]}
+    plans = {
+        t: mcp.plan(world.cache, IMAGE, front(t), parse_mcp(front(t)), grants=lambda ns: wrong.get(ns, []))
+        for t in ("present", "absent")
+    }
+    for target, plan in plans.items():
+        assert not plan.problems
+        assert [p.reason for p in plan.refused] == ["RefNotPermitted"]
+        assert plan.workload is not None
+        names = [u.name for u in load_mcp_proxy_config(plan.workload.config).upstreams]
+        assert names == ["local"], target
+    messages = {t: p.refused[0].message.replace(t, "X") for t, p in plans.items()}
+    assert messages["present"] == messages["absent"]
+    assert "8080" not in messages["present"]
+    # With nothing left to serve, there is no workload at all.
+    remote = {"name": "remote", "kind": "mcpRef", "mcpRef": {"name": "present", "namespace": "shared"}}
+    only = make_mcp("front", [remote])
+    plan = mcp.plan(world.cache, IMAGE, only, parse_mcp(only))
+    assert plan.workload is None and [p.reason for p in plan.refused] == ["RefNotPermitted"]
+
+
+def test_network_policy_admits_the_namespaces_granted_a_reference(world: World, make_mcp: Any) -> None:
+    obj = make_mcp("tools", [{"name": "x", "kind": "http", "endpoint": "http://x.example"}])
+    grants = [
+        grant_to_mcp("team-a", "team-b", "tools"),
+        grant_to_mcp("team-a", "team-c"),
+        grant_to_mcp("team-a", "team-d", "else"),
+    ]
+    plan = mcp.plan(world.cache, IMAGE, obj, parse_mcp(obj), grants=lambda ns: grants, network_policies=True)
+    assert plan.workload is not None and plan.workload.callers == ["team-b", "team-c"]
+    (policy,) = [c for c in desired_children(plan.workload) if c["kind"] == "NetworkPolicy"]
+    assert policy["metadata"]["name"] == "tools"
+    assert policy["spec"] == {
+        "podSelector": {
+            "matchLabels": {"app.kubernetes.io/name": "mcp-proxy", "app.kubernetes.io/instance": "tools"}
+        },
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {
+                "from": [
+                    {"podSelector": {}},
+                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "team-b"}}},
+                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "team-c"}}},
+                ],
+                "ports": [{"protocol": "TCP", "port": "http"}],
+            },
+            {"ports": [{"protocol": "TCP", "port": "metrics"}]},
+        ],
+    }
+    plain = mcp.plan(world.cache, IMAGE, obj, parse_mcp(obj), grants=lambda ns: grants)
+    assert plain.workload is not None and plain.workload.callers is None
+    assert not [c for c in desired_children(plain.workload) if c["kind"] == "NetworkPolicy"]
 
 
 def test_missing_secret_is_secret_not_found_naming_object_field_secret_and_key(

@@ -29,8 +29,8 @@ def owner(**spec: Any) -> dict[str, Any]:
     }
 
 
-def server(namespace: str, name: str) -> ServerRef:
-    return ServerRef(namespace, name, 8000, "/mcp", "http")
+def server(namespace: str, name: str, transport: Any = "http", path: str = "/mcp") -> ServerRef:
+    return ServerRef(namespace, name, 8000, path, transport)
 
 
 def by_kind_and_name(children: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -64,16 +64,13 @@ def test_servers_get_one_multiplex_for_all_and_one_per_namespace() -> None:
     servers = [server("b", "two"), server("a", "one"), server("a", "three")]
     desired = desired_children(obj, parse_tool_gateway(obj), servers, "agentgateway")
     children = by_kind_and_name(desired.children)
-    assert sorted(name for kind, name in children if kind == "HTTPRoute") == [
-        "gw.a.mcp",
-        "gw.b.mcp",
-        "gw.mcp",
-    ]
-    assert sorted(name for kind, name in children if kind == "AgentgatewayBackend") == [
-        "gw.a.mcp",
-        "gw.b.mcp",
-        "gw.mcp",
-    ]
+    per_server = ["gw.a.one.mcp", "gw.a.three.mcp", "gw.b.two.mcp"]
+    assert sorted(name for kind, name in children if kind == "HTTPRoute") == sorted(
+        ["gw.a.mcp", "gw.b.mcp", "gw.mcp", *per_server]
+    )
+    assert sorted(name for kind, name in children if kind == "AgentgatewayBackend") == sorted(
+        ["gw.a.mcp", "gw.b.mcp", "gw.mcp", *per_server]
+    )
     everything = children[("AgentgatewayBackend", "gw.mcp")]["spec"]["mcp"]
     assert [t["name"] for t in everything["targets"]] == ["a-one", "a-three", "b-two"]
     assert everything["failureMode"] == "FailOpen"
@@ -91,6 +88,49 @@ def test_servers_get_one_multiplex_for_all_and_one_per_namespace() -> None:
     }
     assert children[("HTTPRoute", "gw.mcp")]["spec"]["rules"][0]["matches"][0]["path"]["value"] == "/mcp"
     assert (desired.servers, desired.namespaces) == (3, 2)
+
+
+def test_each_server_gets_its_own_route_in_the_gateways_namespace() -> None:
+    obj = owner()
+    desired = desired_children(
+        obj, parse_tool_gateway(obj), [server("team-a", "weather", transport="sse", path="/events")], "x"
+    )
+    children = by_kind_and_name(desired.children)
+    backend = children[("AgentgatewayBackend", "gw.team-a.weather.mcp")]
+    route = children[("HTTPRoute", "gw.team-a.weather.mcp")]
+    for child in (backend, route):
+        assert child["metadata"]["namespace"] == "tools"
+        assert child["metadata"]["ownerReferences"][0]["kind"] == "ToolGateway"
+        assert child["metadata"]["labels"]["runtime.agentic-layer.ai/toolserver-namespace"] == "team-a"
+    assert backend["spec"] == {
+        "mcp": {
+            "targets": [
+                {
+                    "name": "weather",
+                    "static": {
+                        "host": "weather.team-a.svc.cluster.local",
+                        "port": 8000,
+                        "path": "/events",
+                        "protocol": "SSE",
+                    },
+                }
+            ]
+        }
+    }
+    assert route["spec"]["rules"] == [
+        {
+            "matches": [{"path": {"type": "PathPrefix", "value": "/team-a/weather/mcp"}}],
+            "backendRefs": [
+                {
+                    "group": "agentgateway.dev",
+                    "kind": "AgentgatewayBackend",
+                    "name": "gw.team-a.weather.mcp",
+                    "weight": 1,
+                }
+            ],
+        }
+    ]
+    assert route["spec"]["parentRefs"][0]["namespace"] == "tools"
 
 
 def test_a_server_listed_twice_is_routed_once() -> None:

@@ -1,11 +1,11 @@
-"""ToolServer: the workload, its own route and its URLs, the pure parts."""
+"""ToolServer: the workload, its hardening, its NetworkPolicy and its URLs, the pure parts."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from agentkube.api.toolgateway import parse_tool_server
-from agentkube.controllers.toolserver import deployment, route_children, server_url, service
+from agentkube.controllers.toolserver import deployment, server_network_policy, server_url, service
 
 PORT_PROBE = {"tcpSocket": {"port": "mcp"}}
 
@@ -62,6 +62,8 @@ def test_deployment_runs_the_image_restricted_with_tcp_probes() -> None:
             "template": {
                 "metadata": {"labels": {**selector, **kinds}},
                 "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
                     "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [
                         {
@@ -121,41 +123,50 @@ def test_url_uses_the_path_or_the_transport_default() -> None:
         assert server_url("weather", "team-a", parse_tool_server(obj)) == url
 
 
-def test_route_children_put_the_server_at_its_own_path_on_the_gateway() -> None:
-    obj = owner(transportType="sse", path="/events")
-    backend, route = route_children(obj, parse_tool_server(obj), "gw", "tools")
-    assert backend["metadata"]["name"] == route["metadata"]["name"] == "weather"
-    assert backend["metadata"]["namespace"] == route["metadata"]["namespace"] == "team-a"
-    assert backend["metadata"]["ownerReferences"][0]["uid"] == "uid-ts"
-    assert backend["spec"] == {
-        "mcp": {
-            "targets": [
-                {
-                    "name": "weather",
-                    "static": {
-                        "host": "weather.team-a.svc.cluster.local",
-                        "port": 8000,
-                        "path": "/events",
-                        "protocol": "SSE",
-                    },
-                }
-            ]
+def test_security_fields_loosen_one_setting_each() -> None:
+    obj = owner(
+        security={
+            "runAsNonRoot": False,
+            "allowPrivilegeEscalation": True,
+            "capabilities": ["NET_BIND_SERVICE"],
+            "seccompProfile": "Unconfined",
+            "automountServiceAccountToken": True,
+            "enableServiceLinks": True,
         }
+    )
+    pod = deployment(obj, parse_tool_server(obj))["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is True
+    assert pod["enableServiceLinks"] is True
+    assert pod["securityContext"] == {"runAsNonRoot": False, "seccompProfile": {"type": "Unconfined"}}
+    assert pod["containers"][0]["securityContext"] == {
+        "allowPrivilegeEscalation": True,
+        "runAsNonRoot": False,
+        "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+        "seccompProfile": {"type": "Unconfined"},
     }
-    assert route["spec"]["parentRefs"] == [
-        {
-            "group": "gateway.networking.k8s.io",
-            "kind": "Gateway",
-            "name": "gw",
-            "namespace": "tools",
-            "sectionName": "http",
-        }
-    ]
-    assert route["spec"]["rules"] == [
-        {
-            "matches": [{"path": {"type": "PathPrefix", "value": "/team-a/weather/mcp"}}],
-            "backendRefs": [
-                {"group": "agentgateway.dev", "kind": "AgentgatewayBackend", "name": "weather", "weight": 1}
-            ],
-        }
-    ]
+
+
+def test_network_policy_admits_the_own_namespace_and_the_gateways() -> None:
+    obj = owner()
+    policy = server_network_policy(obj, parse_tool_server(obj), "tools")
+    assert policy["metadata"]["name"] == "weather"
+    assert policy["metadata"]["ownerReferences"][0]["uid"] == "uid-ts"
+    assert policy["spec"] == {
+        "podSelector": {
+            "matchLabels": {"app.kubernetes.io/name": "tool-server", "app.kubernetes.io/instance": "weather"}
+        },
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {
+                "from": [
+                    {"podSelector": {}},
+                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "tools"}}},
+                ],
+                "ports": [{"protocol": "TCP", "port": "mcp"}],
+            }
+        ],
+    }
+    # Without a gateway, or with one in its own namespace, only the namespace's pods.
+    for gateway_namespace in (None, "team-a"):
+        alone = server_network_policy(obj, parse_tool_server(obj), gateway_namespace)
+        assert alone["spec"]["ingress"][0]["from"] == [{"podSelector": {}}]
