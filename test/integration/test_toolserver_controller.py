@@ -166,8 +166,11 @@ async def test_missing_gateway_is_reported_and_the_server_recovers_when_it_appea
     assert (
         obj["status"]["gatewayUrl"] == f"http://later.{namespace}.svc.cluster.local/{namespace}/weather/mcp"
     )
-    backend = await world.get(AGENTGATEWAY_BACKEND, f"later.{namespace}.weather.mcp", namespace)
-    assert backend is not None
+    # The server is Accepted once the gateway exists; the gateway's own reconcile writes the routes.
+    backend = await eventually(
+        lambda: world.get(AGENTGATEWAY_BACKEND, f"later.{namespace}.weather.mcp", namespace),
+        "the gateway's backend for the server",
+    )
     assert backend["spec"]["mcp"]["targets"] == [
         {
             "name": "weather",
@@ -179,8 +182,9 @@ async def test_missing_gateway_is_reported_and_the_server_recovers_when_it_appea
             },
         }
     ]
-    route = await world.get(HTTP_ROUTE, f"later.{namespace}.weather.mcp", namespace)
-    assert route is not None
+    route = await eventually(
+        lambda: world.get(HTTP_ROUTE, f"later.{namespace}.weather.mcp", namespace), "the server's route"
+    )
     assert route["spec"]["rules"][0]["matches"] == [
         {"path": {"type": "PathPrefix", "value": f"/{namespace}/weather/mcp"}}
     ]
