@@ -58,6 +58,7 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
+from aiohttp.helpers import get_env_proxy_for_url
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 from yarl import URL
@@ -186,9 +187,11 @@ class Client:
         self._api_client = api_client
         self._configuration: k8s_client.Configuration = api_client.configuration
         rest = api_client.rest_client
-        self._session: aiohttp.ClientSession = rest.pool_manager
+        self._pool: aiohttp.ClientSession = rest.pool_manager
+        self._session: aiohttp.ClientSession | None = None
         self._proxy: str | None = getattr(rest, "proxy", None) or None
         self._proxy_headers: Mapping[str, str] | None = getattr(rest, "proxy_headers", None) or None
+        self._proxy_auth: aiohttp.BasicAuth | None = None
         self._server_hostname: str | None = getattr(rest, "server_hostname", None) or None
         if read_retries < 0 or read_retry_budget < 0:
             raise ValueError("read_retries and read_retry_budget must not be negative")
@@ -200,6 +203,15 @@ class Client:
         self._base = host
         url = URL(host)
         self._host_label = f"{url.host}:{url.port}" if url.port is not None else str(url.host)
+        if self._proxy is None:
+            # The session kubernetes-asyncio makes trusts the environment, so aiohttp looks the proxy
+            # variables (and ~/.netrc) up in a worker thread on every request: a fifth of the
+            # manager's CPU. The server's URL never changes: look it up once, the same way.
+            try:
+                proxy, self._proxy_auth = get_env_proxy_for_url(url)
+                self._proxy = str(proxy)
+            except LookupError:
+                pass
         self._discovery: dict[str, _GroupVersion] = {}
         self._discovery_locks: dict[str, asyncio.Lock] = {}
         # Set by from_kubeconfig when credentials come from an exec plugin: re-runs it after a 401,
@@ -260,8 +272,22 @@ class Client:
             _install_exec_refresh(client, loader, configuration)
         return client
 
+    def _client_session(self) -> aiohttp.ClientSession:
+        # Made on first use, inside the event loop: kubernetes-asyncio's connector (TLS, pool size)
+        # without its trust_env (the proxy was worked out once, above).
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=self._pool.connector,
+                connector_owner=False,
+                trust_env=False,
+                read_bufsize=2**21,  # watch events of large objects exceed aiohttp's default
+            )
+        return self._session
+
     async def close(self) -> None:
         """Close the underlying session (and with it every open watch)."""
+        if self._session is not None:
+            await self._session.close()
         await self._api_client.close()
 
     async def __aenter__(self) -> Client:
@@ -788,10 +814,12 @@ class Client:
                 kwargs["proxy"] = self._proxy
                 if self._proxy_headers:
                     kwargs["proxy_headers"] = self._proxy_headers
+                if self._proxy_auth is not None:
+                    kwargs["proxy_auth"] = self._proxy_auth
             if self._server_hostname:
                 kwargs["server_hostname"] = self._server_hostname
             try:
-                response = await self._session.request(
+                response = await self._client_session().request(
                     method,
                     self._base + path,
                     params=list(query),

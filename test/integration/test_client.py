@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 
@@ -579,3 +580,39 @@ async def test_exec_plugin_token_near_expiry_is_refreshed_before_each_request(
         assert int(counter.read_text()) == runs + 1
     finally:
         await client.close()
+
+
+# ------------------------------------------------------------------------------------------ the proxy
+
+
+async def test_the_environments_proxy_is_used_and_no_proxy_honoured_looked_up_once(
+    control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentkube.testing.podnet import ServiceRouter
+
+    assert control_plane.kubeconfig is not None
+    async with ServiceRouter() as router:  # a real forward proxy that speaks CONNECT
+        monkeypatch.setenv("HTTPS_PROXY", f"http://{router.proxy_address}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        async with await Client.from_kubeconfig(str(control_plane.kubeconfig)) as through:
+            # Changing the environment afterwards changes nothing: it was read once.
+            monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+            lookups: list[object] = []
+            real = aiohttp.client.get_env_proxy_for_url
+            monkeypatch.setattr(
+                aiohttp.client, "get_env_proxy_for_url", lambda url: lookups.append(url) or real(url)
+            )
+            for _ in range(5):
+                assert (await through.get(GVK("", "v1", "Namespace"), "default"))["metadata"][
+                    "name"
+                ] == "default"
+            assert lookups == [], "aiohttp looked the proxy up per request (in a worker thread)"
+    # A proxy that does not answer: each request fails to connect through it, unless NO_PROXY exempts it.
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    async with await Client.from_kubeconfig(str(control_plane.kubeconfig), request_timeout=5) as broken:
+        with pytest.raises(aiohttp.ClientProxyConnectionError):
+            await broken.get(GVK("", "v1", "Namespace"), "default")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    async with await Client.from_kubeconfig(str(control_plane.kubeconfig)) as direct:
+        assert (await direct.get(GVK("", "v1", "Namespace"), "default"))["metadata"]["name"] == "default"
