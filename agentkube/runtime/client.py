@@ -213,6 +213,8 @@ class Client:
             except LookupError:
                 pass
         self._discovery: dict[str, _GroupVersion] = {}
+        self._timeouts: dict[tuple[float, bool], aiohttp.ClientTimeout] = {}
+        self._counters: dict[tuple[str, str], Any] = {}
         self._discovery_locks: dict[str, asyncio.Lock] = {}
         # Set by from_kubeconfig when credentials come from an exec plugin: re-runs it after a 401,
         # for plugins that give no expiry and whose token the server has stopped accepting.
@@ -747,15 +749,7 @@ class Client:
         accept: str = "application/json",
         streamed: bool = False,
     ) -> Obj:
-        if streamed:
-            timeout = aiohttp.ClientTimeout(
-                total=None,
-                connect=self.request_timeout,
-                sock_connect=self.request_timeout,
-                sock_read=self.request_timeout,
-            )
-        else:
-            timeout = aiohttp.ClientTimeout(total=self.request_timeout)
+        timeout = self._client_timeout(streamed)
         try:
             async with asyncio.timeout(self.request_timeout):
                 response = await self._send(
@@ -787,6 +781,27 @@ class Client:
         if not isinstance(decoded, dict):
             raise ApiError(response.status, "", f"{method} {path}: expected a JSON object")
         return decoded
+
+    def _client_timeout(self, streamed: bool) -> aiohttp.ClientTimeout:
+        """aiohttp's timeout for one request, made once per (request_timeout, streamed)."""
+        key = (self.request_timeout, streamed)
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            seconds = self.request_timeout
+            timeout = self._timeouts[key] = (
+                aiohttp.ClientTimeout(total=None, connect=seconds, sock_connect=seconds, sock_read=seconds)
+                if streamed
+                else aiohttp.ClientTimeout(total=seconds)
+            )
+        return timeout
+
+    def _count(self, code: str, method: str) -> None:
+        counter = self._counters.get((code, method))
+        if counter is None:  # labels() validates and locks: the few children are kept
+            counter = self._counters[(code, method)] = metrics.REST_CLIENT_REQUESTS.labels(
+                code=code, method=method, host=self._host_label
+            )
+        counter.inc()
 
     async def _send(
         self,
@@ -829,13 +844,9 @@ class Client:
                     **kwargs,
                 )
             except BaseException:
-                metrics.REST_CLIENT_REQUESTS.labels(
-                    code="<error>", method=method, host=self._host_label
-                ).inc()
+                self._count("<error>", method)
                 raise
-            metrics.REST_CLIENT_REQUESTS.labels(
-                code=str(response.status), method=method, host=self._host_label
-            ).inc()
+            self._count(str(response.status), method)
             if response.status == 401 and attempt == 1 and self._reauthenticate is not None:
                 response.release()
                 log.info("API server answered 401; refreshing exec-plugin credentials")
