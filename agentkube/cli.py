@@ -65,6 +65,12 @@ def _manager_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--namespace", default=None, help="watch only this namespace (default: all)")
     p.add_argument(
+        "--operator-namespace",
+        default=None,
+        help="namespace of the operator's own Secret agentkube-digest-key (default: $POD_NAMESPACE, "
+        "else the service account's namespace, else 'default')",
+    )
+    p.add_argument(
         "--dataplane-image",
         default=os.environ.get("AGENTKUBE_DATAPLANE_IMAGE", DEFAULT_DATAPLANE_IMAGE),
         help="image the MCP proxy and LLM gateway Deployments run (default %(default)s)",
@@ -215,6 +221,7 @@ async def _run_manager(args: argparse.Namespace, kubeconfig: str | None) -> int:
     import prometheus_client
 
     from agentkube.controllers import setup_all
+    from agentkube.controllers.secrets import load_digest_key, operator_namespace
     from agentkube.runtime.client import Client
     from agentkube.runtime.leaderelection import LeaderElectionLost
     from agentkube.runtime.logging import configure_logging
@@ -237,6 +244,8 @@ async def _run_manager(args: argparse.Namespace, kubeconfig: str | None) -> int:
         ),
     )
     async with await Client.from_kubeconfig(kubeconfig) as client:
+        # Before any informer starts: the Secret cache's digests are made with this key.
+        digest_key = await load_digest_key(client, operator_namespace(args.operator_namespace))
         manager = Manager(client, options)
         setup_all(
             manager,
@@ -245,6 +254,7 @@ async def _run_manager(args: argparse.Namespace, kubeconfig: str | None) -> int:
                 tool_gateway_controller=args.tool_gateway_controller,
                 gateway_class_name=args.gateway_class_name,
                 network_policies=args.network_policies,
+                digest_key=digest_key,
             ),
         )
         try:

@@ -64,12 +64,15 @@ class WorkloadSpec(ApiModel):
     port: int = Field(
         8080, ge=1, le=65535, description="Port the Service and the container listen on. Defaults to 8080."
     )
-    replicas: int = Field(
-        1,
+    replicas: int | None = Field(
+        None,
         ge=0,
         le=1000,
-        description="Number of pods. Defaults to 1; with 2 or more a PodDisruptionBudget keeps one "
-        "available during node drains. 0 stops the workload and keeps its configuration.",
+        description="Number of pods, kept at this value by agentkube; with 2 or more a "
+        "PodDisruptionBudget keeps one available during node drains, and 0 stops the workload and "
+        "keeps its configuration. Leave it unset to let a HorizontalPodAutoscaler (or kubectl scale) "
+        "own the Deployment's replicas: agentkube then never sets them, the Deployment starts with 1, "
+        "and no PodDisruptionBudget is made.",
     )
     resources: ResourceRequirements | None = Field(
         None,

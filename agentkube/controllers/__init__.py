@@ -42,6 +42,11 @@ class OperatorOptions:
     """Give each MCP, LLMGateway and ToolServer a NetworkPolicy admitting only who may call it
     (``--network-policies``). Off for clusters whose CNI does not enforce them: existing policies are
     then deleted."""
+    digest_key: bytes | None = None
+    """The key of the Secret value digests that roll pods (``secrets.load_digest_key``: the Secret
+    ``agentkube-digest-key`` of the operator's namespace, as ``agentkube manager`` reads it before the
+    informers start). None: a random key for this process only, so every workload's pods roll at
+    each start; fine for a test, not for an operator that restarts."""
 
 
 def setup_all(manager: Manager, options: OperatorOptions) -> None:

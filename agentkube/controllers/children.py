@@ -10,7 +10,8 @@ Every controller shares these, so every child looks the same to users and to the
   of the owner waits for its children).
 - ``child_metadata(owner, name, app)``: name, namespace, labels and owner reference of a child.
 - ``Children``: applies a controller's desired children with server-side apply (one field manager,
-  force on) and deletes the children of its kinds that the owner no longer wants, found through the
+  force on; a child the server refuses for what it is raises ``ChildRejected`` with its message)
+  and deletes the children of its kinds that the owner no longer wants, found through the
   cache's owner-uid index. It writes nothing when the world already matches (see ``Children`` for
   how that is decided), and emits one Normal event per reconcile that created, changed or deleted
   children.
@@ -28,7 +29,7 @@ from typing import Any, Literal, Protocol
 import orjson
 
 from agentkube.controllers import FIELD_MANAGER
-from agentkube.runtime.errors import NotFound
+from agentkube.runtime.errors import ApiError, Invalid, NotFound, is_rejection
 from agentkube.runtime.gvk import GVK, ObjectKey
 from agentkube.runtime.store import INDEX_OWNER_UID
 
@@ -36,6 +37,7 @@ __all__ = [
     "DESIRED_HASH_ANNOTATION",
     "ChildChanges",
     "ChildConflict",
+    "ChildRejected",
     "Children",
     "EventRecorder",
     "child_metadata",
@@ -49,6 +51,9 @@ __all__ = [
 
 
 DESIRED_HASH_ANNOTATION = "agentkube.io/desired-hash"
+SYNC_TIMEOUT = 30.0
+"""Seconds the drift check waits for its full copies of ConfigMaps and Services to sync; past that, a
+child it cannot compare is applied again (a write, never a missed drift)."""
 
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_INSTANCE = "app.kubernetes.io/instance"
@@ -149,6 +154,30 @@ class ChildConflict(Exception):
         )
 
 
+class ChildRejected(Invalid):
+    """The API server refused a child for what it is (``errors.is_rejection``): sending it again
+    would be refused again, so it is a problem of the owner to report, not a failure to retry.
+
+    An ``Invalid`` so that handlers of rejected children (``status.CHILD_ERRORS``) take it as one,
+    whatever HTTP status the server used (server-side apply answers 500 for a body that does not
+    fit the schema). ``error`` is the server's answer; the message is the server's own.
+    """
+
+    def __init__(self, gvk: GVK, key: ObjectKey, error: ApiError) -> None:
+        self.gvk, self.key, self.error = gvk, key, error
+        super().__init__(error.status, error.reason, error.message, error.causes, error.body)
+
+    def _describe(self) -> str:
+        text = f"{self.gvk.kind} {self.key}: {self.message or self.reason or self.status}"
+        missing = [c for c in self.causes if str(c.get("message") or "") not in self.message]
+        if missing:
+            text += " [" + "; ".join(f"{c.get('field')}: {c.get('message')}" for c in missing) + "]"
+        return text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.gvk, self.key, self.error))
+
+
 @dataclass
 class ChildChanges:
     """What one ``Children.apply`` call wrote."""
@@ -211,12 +240,15 @@ class Children:
     we want now. Comparing a hash rather than the fields themselves is deliberate: the API server
     defaults and normalises what we send (``cpu: 0.5`` comes back as ``500m``, a Service gains a
     clusterIP, probes gain timeouts), so any field-by-field "does live contain desired" check is
-    either fragile or a write on every reconcile. The hash also lives in metadata, so children other
-    than the Deployment can be cached metadata-only.
+    either fragile or a write on every reconcile. The hash also lives in metadata, so a child whose
+    spec moves its ``generation`` can be cached metadata-only.
 
     A hash alone misses drift: someone editing a child we own leaves our annotation in place. So we
-    also remember, per child, the resourceVersion and generation our last apply produced (or, after a
-    restart, those of the first cached copy that matched). A child whose generation moved past ours
+    also remember, per child, the resourceVersion and generation our last apply produced. A child
+    seen with our hash but nothing remembered (after a restart, under a new leader) is checked once
+    with a dry-run apply, one request per child, and applied again only when that would change it
+    (``_drifted``): an edit made while nobody watched is put back at the next start, and an
+    untouched world gets no write. A child whose generation moved past ours
     (kinds with a spec: Deployment, PodDisruptionBudget), or whose resourceVersion did (kinds without
     one: ConfigMap, Service; nothing else writes those in normal operation), was changed by someone
     else and is applied again; force takes the fields back.
@@ -248,6 +280,13 @@ class Children:
         self.owned = dict(owned)
         # Our own informers: reads and the cache-lag check must use the same store.
         self._informers = {gvk: cache.informer(gvk, metadata_only=meta) for gvk, meta in self.owned.items()}
+        # Full copies of our own children (by their managed-by label) of the kinds cached
+        # metadata-only whose content moves no generation: what ``_drifted`` compares with.
+        self._full = {
+            gvk: cache.informer(gvk, label_selector=f"{LABEL_MANAGED_BY}=agentkube")
+            for gvk, meta in self.owned.items()
+            if meta and gvk in _CONTENT_WITHOUT_GENERATION
+        }
         self._memory: dict[tuple[str, str, str], _Memory] = {}
 
     def register(self, builder: Any) -> Any:
@@ -276,13 +315,15 @@ class Children:
 
         Applies each desired child that differs (concurrently), then deletes the owner's children of
         the owned kinds that are not desired. Raises ``ChildConflict`` (before writing anything)
-        when a desired name is taken by an object the owner does not control.
+        when a desired name is taken by an object the owner does not control, and ``ChildRejected``
+        (after applying the others) when the server refuses a child for what it is.
         """
         owner_uid = owner["metadata"]["uid"]
         owner_id = _owner_id(GVK.from_object(owner), ObjectKey.of(owner))
         memory = self._memory.setdefault(owner_id, _Memory())
         applied = memory.applied
         plans: list[tuple[GVK, ObjectKey, dict[str, Any], bool]] = []
+        unverified: list[tuple[GVK, ObjectKey, dict[str, Any], dict[str, Any]]] = []
         for child in desired:
             gvk = GVK.from_object(child)
             if gvk not in self._informers:
@@ -293,9 +334,12 @@ class Children:
                 raise ChildConflict(gvk, key, controller_of(live))
             body = _with_hash(child)
             digest = body["metadata"]["annotations"][DESIRED_HASH_ANNOTATION]
-            if self._up_to_date(gvk, key, digest, live, applied):
-                continue
-            plans.append((gvk, key, body, live is None))
+            state = self._up_to_date(gvk, key, digest, live, applied)
+            if state is None and live is not None:
+                unverified.append((gvk, key, body, live))
+            elif not state:
+                plans.append((gvk, key, body, live is None))
+        plans.extend(await self._drifted(unverified, applied))
 
         changes = ChildChanges()
         results = await asyncio.gather(
@@ -305,9 +349,14 @@ class Children:
             ),
             return_exceptions=True,
         )
-        errors = [r for r in results if isinstance(r, BaseException)]
+        errors: list[BaseException] = []
+        rejected: list[ChildRejected] = []
         for (gvk, key, body, created), result in zip(plans, results, strict=True):
             if isinstance(result, BaseException):
+                if isinstance(result, ApiError) and is_rejection(result):
+                    rejected.append(ChildRejected(gvk, key, result))
+                else:
+                    errors.append(result)
                 continue
             applied[(gvk, key)] = _Applied(
                 body["metadata"]["annotations"][DESIRED_HASH_ANNOTATION],
@@ -316,6 +365,8 @@ class Children:
             )
             (changes.created if created else changes.updated).append(f"{gvk.kind} {key.name}")
             changes.applied[(gvk, key)] = result
+        # A failure a retry may cure goes first: raising a rejection would end the retries.
+        errors.extend(rejected)
         if errors:
             self._record(owner, changes)
             raise errors[0]
@@ -347,7 +398,9 @@ class Children:
         digest: str,
         live: dict[str, Any] | None,
         applied: dict[tuple[GVK, ObjectKey], _Applied],
-    ) -> bool:
+    ) -> bool | None:
+        """True: nothing to write; False: apply; None: the live child carries our hash but nothing
+        remembered vouches for its fields (``_drifted`` checks it)."""
         record = applied.get((gvk, key))
         live_rv = resource_version_number(live)
         if record is not None and record.digest == digest and record.resource_version is not None:
@@ -365,15 +418,65 @@ class Children:
             return False
         generation = live["metadata"].get("generation")
         if record is None or record.digest != digest:
-            # Matching hash with nothing (current) remembered: after a restart, or another replica
-            # wrote it. Take this copy as the baseline to judge later drift against.
-            applied[(gvk, key)] = _Applied(digest, live_rv, generation)
-            return True
+            # Matching hash with nothing (current) remembered: after a restart, a new leader, or
+            # another replica wrote it. The hash says what was applied once, not that it is still
+            # there: someone may have edited the child while nobody watched.
+            return None
         if generation is not None and record.generation is not None:
             return bool(generation <= record.generation)
         return (
             live_rv is not None and record.resource_version is not None and live_rv <= record.resource_version
         )
+
+    async def _drifted(
+        self,
+        unverified: Sequence[tuple[GVK, ObjectKey, dict[str, Any], dict[str, Any]]],
+        applied: dict[tuple[GVK, ObjectKey], _Applied],
+    ) -> list[tuple[GVK, ObjectKey, dict[str, Any], bool]]:
+        """The children of ``unverified`` (body, cached copy) to apply again: those a dry-run apply
+        would change. One request per child, once per process (or per hash): the others become the
+        baseline that later drift is judged against, so at rest nothing is sent again.
+
+        A dry-run answers with the object as the apply would leave it, and a no-op apply leaves it
+        as it is; so the answer differs from the cached copy exactly when a field we own was edited
+        (or removed) by someone else. The comparison is of the whole object but its status for a
+        kind cached in full; for one cached metadata-only, of its metadata, whose ``generation``
+        moves with the spec (custom resources, Deployments, PDBs, NetworkPolicies); ConfigMaps and
+        Services move none, so for them a second informer holds full copies of our own children
+        (label ``app.kubernetes.io/managed-by=agentkube``) to compare with. A failed dry-run, or a
+        copy the second informer does not hold yet, is answered by applying for real.
+        """
+        if not unverified:
+            return []
+        for gvk in {gvk for gvk, *_ in unverified if gvk in self._full}:
+            # Not a watch source of the controller, so not waited for before the first reconcile.
+            await self._full[gvk].wait_for_sync(SYNC_TIMEOUT)
+        answers = await asyncio.gather(
+            *(
+                self._client.apply(body, field_manager=self._field_manager, force=True, dry_run=True)
+                for _, _, body, _ in unverified
+            ),
+            return_exceptions=True,
+        )
+        plans: list[tuple[GVK, ObjectKey, dict[str, Any], bool]] = []
+        for (gvk, key, body, live), answer in zip(unverified, answers, strict=True):
+            metadata_only = self._informers[gvk].metadata_only
+            seen: Mapping[str, Any] | None = live
+            if gvk in self._full:
+                seen, metadata_only = self._full[gvk].store.get(key), False
+            if (
+                isinstance(answer, BaseException)
+                or seen is None
+                or _shape(answer, metadata_only) != _shape(seen, metadata_only)
+            ):
+                plans.append((gvk, key, body, False))
+                continue
+            applied[(gvk, key)] = _Applied(
+                body["metadata"]["annotations"][DESIRED_HASH_ANNOTATION],
+                resource_version_number(live),
+                live["metadata"].get("generation"),
+            )
+        return plans
 
     async def _delete(self, gvk: GVK, key: ObjectKey, child: dict[str, Any]) -> None:
         # The uid precondition: never delete a newer object that took the name in the meantime.
@@ -393,6 +496,20 @@ def _with_hash(child: dict[str, Any]) -> dict[str, Any]:
     meta = dict(child["metadata"])
     meta["annotations"] = {**(meta.get("annotations") or {}), DESIRED_HASH_ANNOTATION: desired_hash(child)}
     return {**child, "metadata": meta}
+
+
+_CONTENT_WITHOUT_GENERATION = frozenset({GVK("", "v1", "ConfigMap"), GVK("", "v1", "Service")})
+"""Kinds whose content changes move no ``metadata.generation``."""
+
+
+def _shape(obj: Mapping[str, Any], metadata_only: bool) -> dict[str, Any]:
+    """What of a child ``_drifted`` compares: not its status, resourceVersion or managedFields."""
+    meta = {
+        k: v for k, v in (obj.get("metadata") or {}).items() if k not in ("managedFields", "resourceVersion")
+    }
+    if metadata_only:
+        return {"metadata": meta}
+    return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
 
 
 def _number(value: str) -> int | None:

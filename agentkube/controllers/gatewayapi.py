@@ -15,18 +15,21 @@ What a caller may rely on:
   by the caller (``agentkube.controllers.children``). Fields the CRDs would default (``group``,
   ``kind``, ``weight`` of references) are written out, so a stored object reads as we wrote it.
 - Every object a ToolGateway routes through lives in its own namespace. ``multiplex_name``
-  (``<gateway>.mcp``, ``<gateway>.<namespace>.mcp``) and ``server_route_name``
-  (``<gateway>.<namespace>.<server>.mcp``) hold dots, which no ToolGateway, ToolServer or namespace
-  name can, and differ in how many: the objects of two gateways, of a namespace and of a server never
-  collide.
+  (``<gateway>-mcp-<hash>``, ``<gateway>-<namespace>-<hash>``) and ``server_route_name``
+  (``<gateway>-<namespace>-<server>-<hash>``) are DNS labels of at most 63 characters (``NAME_MAX``),
+  the readable part cut to fit; the hash is of what the name stands for, so the objects of two
+  gateways, of a namespace and of a server never collide, however long the names they come from,
+  and a name never changes while they do not.
 - ``admission`` is the one rule that says whether a ToolServer may attach to a gateway; the
   ToolGateway controller (who routes) and the ToolServer controller (who reports) both ask it.
 - ``multiplex_targets`` gives each server a target name that depends only on the server itself
   (``<name>`` per namespace, ``<namespace>-<name>`` across namespaces; letters, digits and '-', so the
-  ``<target>_<tool>`` names agentgateway shows clients stay valid LLM tool names), except when two
-  attached servers would get the same name (``a-b/c`` and ``a/b-c``): both then carry a short hash of
-  their namespace and name. At most ``MAX_MCP_TARGETS`` targets go into one backend (agentgateway's
-  limit); the ones left out are returned so the caller can say so.
+  ``<target>_<tool>`` names agentgateway shows clients stay valid LLM tool names), cut to 63
+  characters with a hash of the namespace and name when longer (so a tool name of up to 64
+  characters stays within the MCP spec's 128), and, when two attached servers would get the same
+  name (``a-b/c`` and ``a/b-c``), both carrying a short hash of their namespace and name. At most
+  ``MAX_MCP_TARGETS`` targets go into one backend (agentgateway's limit); the ones left out are
+  returned so the caller can say so.
 - ``decide_class``: see its docstring; a caller that cannot read the classes raises instead.
 """
 
@@ -235,15 +238,40 @@ def multiplex_path(namespace: str | None) -> str:
     return MCP_PATH if namespace is None else f"/{namespace}{MCP_PATH}"
 
 
+NAME_MAX = 63
+"""The longest derived name: a DNS label (RFC 1123), what every Kubernetes name and label value fits."""
+_HASH_LEN = 8
+
+
+def _hash(identity: str, length: int = _HASH_LEN) -> str:
+    return hashlib.sha256(identity.encode()).hexdigest()[:length]
+
+
+def _fitted(readable: str, identity: str, *, always: bool) -> str:
+    """``readable`` as a DNS label of at most ``NAME_MAX`` characters: cut and followed by a short hash
+    of ``identity`` when it is too long (or ``always``), so names stay unique and never change."""
+    if not always and len(readable) <= NAME_MAX:
+        return readable
+    head = readable[: NAME_MAX - _HASH_LEN - 1].rstrip("-")
+    return f"{head}-{_hash(identity)}" if head else _hash(identity)
+
+
 def server_route_name(gateway_name: str, namespace: str, name: str) -> str:
-    """The name of the backend and route a ToolGateway sends one ToolServer's path through."""
-    return f"{gateway_name}.{namespace}.{name}.mcp"
+    """The name of the backend and route a ToolGateway sends one ToolServer's path through:
+    ``<gateway>-<namespace>-<server>`` cut to fit, and a hash of the three (``-`` joins are
+    ambiguous: ``a-b``/``c`` and ``a``/``b-c``), so it is a unique DNS label."""
+    return _fitted(
+        f"{gateway_name}-{namespace}-{name}", f"server/{gateway_name}/{namespace}/{name}", always=True
+    )
 
 
 def multiplex_name(gateway_name: str, namespace: str | None) -> str:
     """The name of the backend and route a ToolGateway aggregates a namespace's servers (or all,
-    with None) through. Dots keep it apart from any ToolServer or ToolGateway name."""
-    return f"{gateway_name}.mcp" if namespace is None else f"{gateway_name}.{namespace}.mcp"
+    with None) through: ``<gateway>-<namespace>`` (``<gateway>-mcp``) cut to fit, and a hash that keeps
+    it apart from every other derived name (and from the Gateway's own)."""
+    if namespace is None:
+        return _fitted(f"{gateway_name}-mcp", f"all/{gateway_name}", always=True)
+    return _fitted(f"{gateway_name}-{namespace}", f"namespace/{gateway_name}/{namespace}", always=True)
 
 
 # ------------------------------------------------------------------------------------ builders
@@ -435,7 +463,7 @@ class ServerRef:
 
 
 def _short_hash(server: ServerRef) -> str:
-    return hashlib.sha256(f"{server.namespace}/{server.name}".encode()).hexdigest()[:6]
+    return _hash(f"{server.namespace}/{server.name}", 6)
 
 
 def multiplex_targets(
@@ -444,7 +472,14 @@ def multiplex_targets(
     """The targets of one multiplex backend, ordered by namespace and name, and the servers left out
     because the backend is full."""
     ordered = sorted(set(servers))
-    plain = {s: (f"{s.namespace}-{s.name}" if across_namespaces else s.name) for s in ordered}
+    plain = {
+        s: _fitted(
+            f"{s.namespace}-{s.name}" if across_namespaces else s.name,
+            f"{s.namespace}/{s.name}",
+            always=False,
+        )
+        for s in ordered
+    }
     counts: dict[str, int] = {}
     for name in plain.values():
         counts[name] = counts.get(name, 0) + 1
@@ -452,7 +487,11 @@ def multiplex_targets(
     for server in ordered[:MAX_MCP_TARGETS]:
         name = plain[server]
         if counts[name] > 1:
-            name = f"{name}-{_short_hash(server)}"
+            name = _fitted(
+                f"{name[: NAME_MAX - 7]}-{_short_hash(server)}",
+                f"{server.namespace}/{server.name}",
+                always=False,
+            )
         targets.append(server.target(name))
     return targets, ordered[MAX_MCP_TARGETS:]
 

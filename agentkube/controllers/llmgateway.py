@@ -138,7 +138,8 @@ def gateway_config(
             requests_per_minute=spec.rate_limit.requests_per_minute,
             scope=spec.rate_limit.scope,
             # Without a store each replica enforces its share; with one the budget is exact anyway.
-            replicas=spec.replicas if spec.replicas > 1 else None,
+            # Autoscaled (replicas unset), the count moves: each replica enforces the whole budget.
+            replicas=spec.replicas if spec.replicas is not None and spec.replicas > 1 else None,
         )
     store = None
     if spec.store is not None:
@@ -308,6 +309,7 @@ def setup(manager: Any, options: OperatorOptions) -> None:
             grants=grants.in_namespace if options.network_policies else None,
         ),
         status_fields=("models",),
+        digest_key=options.digest_key,
     )
 
     def of_namespace(obj: dict[str, Any]) -> list[Request]:

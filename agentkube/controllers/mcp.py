@@ -473,6 +473,7 @@ def setup(manager: Any, options: OperatorOptions) -> None:
             grants=grants.in_namespace,
             network_policies=options.network_policies,
         ),
+        digest_key=options.digest_key,
     )
 
     def every_mcp() -> list[Request]:

@@ -2,20 +2,29 @@
 
 The operator needs two things from a Secret: whether a referenced key exists (to accept an object or
 say what is missing) and whether a value changed (to roll the pods that read it). Neither needs the
-value, so the Secret informer stores a transformed copy: the value of each key is replaced by its
-SHA-256 digest before the object reaches the cache, and annotations are dropped
+value, so the Secret informer stores a transformed copy: the value of each key is replaced by a
+keyed digest (HMAC-SHA256) before the object reaches the cache, and annotations are dropped
 (``kubectl.kubernetes.io/last-applied-configuration`` holds ``stringData`` in clear). Nothing derived
 from a value but its digest exists after the transform; the pod-template hash that rolls pods is
 computed from digests.
 
+Why keyed: the pod template carries a hash over these digests, and anyone who may read Deployments
+could otherwise test guesses of a weak Secret offline (hash each guess, compare). The key lives in
+the Secret ``agentkube-digest-key`` (key ``key``) of the operator's namespace, made with 32 random
+bytes on the first start (``load_digest_key``) and read before the informers start; without it
+neither a digest nor a pod-template hash can be recomputed. Changing or deleting that Secret changes
+every digest, so every workload's pods roll once at the next start (nothing else happens).
+
 What a caller may rely on:
 
-- ``digest_secret`` is the transform of the Secret watch, passed where the watch is declared
-  (``builder.watches(SECRET, ..., transform=digest_secret)``; the workload kinds declare it in
-  ``WorkloadReconciler.controller``). The cache stores a kind one way only: a declaration with another
+- ``secret_transform(key)`` is the transform of the Secret watch, passed where the watch is declared
+  (``builder.watches(SECRET, ..., transform=secret_transform(key))``; the workload kinds declare it in
+  ``WorkloadReconciler.controller``). The same key gives the same function (the cache compares
+  transforms by identity), and the cache stores a kind one way only: a declaration with another
   transform fails when its controller is completed, so values cannot reach the cache by omission.
+- ``digest_secret(obj, key)`` is that transform as a plain function.
 - A cached Secret has ``metadata`` (name, namespace, uid, resourceVersion, labels), ``type`` and
-  ``digests`` (key -> ``sha256:<hex>``); no ``data``, no ``stringData``, no annotations.
+  ``digests`` (key -> ``hmac-sha256:<hex>``); no ``data``, no ``stringData``, no annotations.
 - ``SecretReferences`` checks an object's references against the cache and collects, for each key,
   its digest, or a ``Problem`` (``SecretNotFound`` / ``SecretKeyNotFound``) whose message names the
   object, the field, the Secret and the key.
@@ -25,13 +34,35 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
+import hmac
+import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from agentkube.controllers.kinds import SECRET
 from agentkube.controllers.status import Problem
+from agentkube.runtime.errors import AlreadyExists, NotFound
 
-__all__ = ["SecretReferences", "digest_secret"]
+__all__ = [
+    "DIGEST_KEY_FIELD",
+    "DIGEST_KEY_SECRET",
+    "SecretReferences",
+    "digest_secret",
+    "load_digest_key",
+    "operator_namespace",
+    "process_key",
+    "secret_transform",
+]
+
+DIGEST_KEY_SECRET = "agentkube-digest-key"
+"""The Secret of the operator's namespace holding the key of every Secret value digest."""
+DIGEST_KEY_FIELD = "key"
+DIGEST_KEY_BYTES = 32
+_MIN_KEY_BYTES = 16
+_SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 _KEPT_METADATA = (
@@ -45,25 +76,99 @@ _KEPT_METADATA = (
 )
 
 
-def _digest(encoded: Any) -> str:
+def _digest(encoded: Any, key: bytes) -> str:
     try:
         raw = base64.b64decode(str(encoded), validate=True)
     except (binascii.Error, ValueError):
         # Not base64 (the API server never sends that): digest the text itself, still no value kept.
         raw = str(encoded).encode()
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
+    return "hmac-sha256:" + hmac.new(key, raw, hashlib.sha256).hexdigest()
 
 
-def digest_secret(obj: dict[str, Any]) -> dict[str, Any]:
-    """The cache transform for Secrets: key names and value digests only (see the module docstring)."""
+def digest_secret(obj: dict[str, Any], key: bytes | None = None) -> dict[str, Any]:
+    """The cache transform for Secrets under ``key`` (None: this process's ``process_key``): key names
+    and value digests only (see the module docstring)."""
+    if key is None:
+        key = process_key()
     meta = obj.get("metadata") or {}
     return {
         "apiVersion": obj.get("apiVersion", "v1"),
         "kind": obj.get("kind", "Secret"),
         "metadata": {k: meta[k] for k in _KEPT_METADATA if k in meta},
         "type": obj.get("type", "Opaque"),
-        "digests": {key: _digest(value) for key, value in (obj.get("data") or {}).items()},
+        "digests": {name: _digest(value, key) for name, value in (obj.get("data") or {}).items()},
     }
+
+
+@functools.cache
+def secret_transform(key: bytes) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """``digest_secret`` under ``key`` as a one-argument transform; the same key gives the same object."""
+    if len(key) < _MIN_KEY_BYTES:
+        raise ValueError(f"a digest key needs at least {_MIN_KEY_BYTES} bytes, got {len(key)}")
+    return functools.partial(digest_secret, key=key)
+
+
+@functools.cache
+def process_key() -> bytes:
+    """A random digest key, the same for the whole process: for a manager given no key (tests), so
+    that its digests are keyed too. Another process has another one (and its pods roll)."""
+    return os.urandom(DIGEST_KEY_BYTES)
+
+
+def operator_namespace(given: str | None = None) -> str:
+    """The namespace the operator runs in: ``given`` (a flag), else ``$POD_NAMESPACE`` (the downward
+    API, as config/manager sets it), else the service account's namespace file, else ``default``."""
+    if given:
+        return given
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        return _SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        return "default"
+
+
+def _key_of(secret: dict[str, Any], namespace: str) -> bytes:
+    encoded = (secret.get("data") or {}).get(DIGEST_KEY_FIELD)
+    try:
+        key = base64.b64decode(str(encoded), validate=True) if encoded is not None else b""
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) < _MIN_KEY_BYTES:
+        raise ValueError(
+            f"Secret {namespace}/{DIGEST_KEY_SECRET}: data.{DIGEST_KEY_FIELD} must hold at least "
+            f"{_MIN_KEY_BYTES} random bytes; delete the Secret to have the operator make a new key "
+            "(every workload's pods then roll once)"
+        )
+    return key
+
+
+async def load_digest_key(client: Any, namespace: str) -> bytes:
+    """The digest key from Secret ``agentkube-digest-key`` in ``namespace``, made when absent.
+
+    Two operators starting at once both end with the one that was created: a create that finds the
+    Secret already there reads it. Needs get and create of Secrets in ``namespace`` (config/rbac's
+    digest-key Role). Raises ``ValueError`` for a Secret without a usable key.
+    """
+    try:
+        return _key_of(await client.get(SECRET, DIGEST_KEY_SECRET, namespace), namespace)
+    except NotFound:
+        pass
+    secret = {
+        "apiVersion": SECRET.api_version,
+        "kind": SECRET.kind,
+        "metadata": {
+            "name": DIGEST_KEY_SECRET,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/name": "agentkube", "app.kubernetes.io/part-of": "agentkube"},
+        },
+        "type": "Opaque",
+        "data": {DIGEST_KEY_FIELD: base64.b64encode(os.urandom(DIGEST_KEY_BYTES)).decode()},
+    }
+    try:
+        return _key_of(await client.create(secret), namespace)
+    except AlreadyExists:
+        return _key_of(await client.get(SECRET, DIGEST_KEY_SECRET, namespace), namespace)
 
 
 class SecretReferences:

@@ -10,11 +10,13 @@ their controller. What one of ours becomes (in its namespace, controlled by it):
   ``spec.envFrom`` (through the Deployment overlay), a ClusterIP Service, and the variables'
   translation (``otel.translate``) as ``rawConfig.config.tracing``.
 - Per-server routes: for each admitted ToolServer, AgentgatewayBackend + HTTPRoute
-  ``<name>.<namespace>.<server>.mcp`` at ``/<namespace>/<server>/mcp`` (one target, the server's
+  ``gatewayapi.server_route_name`` (``<name>-<namespace>-<server>-<hash>``, a DNS label of at most 63
+  characters) at ``/<namespace>/<server>/mcp`` (one target, the server's
   Service by its DNS name). Here, in the gateway's namespace and owned by it, wherever the server
   lives: a ToolServer's deletion, move or re-pointing prunes them with the next reconcile.
-- Multiplex routes: AgentgatewayBackend + HTTPRoute ``<name>.mcp`` at ``/mcp`` (every admitted
-  ToolServer, all namespaces; target ``<namespace>-<name>``) and ``<name>.<namespace>.mcp`` at
+- Multiplex routes (``gatewayapi.multiplex_name``): AgentgatewayBackend + HTTPRoute
+  ``<name>-mcp-<hash>`` at ``/mcp`` (every admitted ToolServer, all namespaces; target
+  ``<namespace>-<name>``) and ``<name>-<namespace>-<hash>`` at
   ``/<namespace>/mcp`` (the admitted servers of one namespace; target ``<name>``). The backends fail
   open: one broken server does not take the others' tools down. A backend and route whose namespace
   no longer has servers are deleted; with no servers at all there is no ``/mcp`` either (a backend
@@ -41,7 +43,10 @@ and the conditions
 - ``Accepted``: True names the class and how it was chosen (named, or the default); False with
   ``GatewayAPINotInstalled`` or ``AgentgatewayNotInstalled`` naming the missing
   CustomResourceDefinitions (the ToolGateway is taken up once they are installed, no restart
-  needed), ``InvalidSpec``, ``ChildConflict``, ``ChildRejected``.
+  needed), ``InvalidSpec``, ``ChildConflict``, ``ChildRejected``, ``ConfigMapNotFound`` (a ConfigMap
+  ``spec.envFrom`` needs is not in the gateway's namespace, so its pods could not start; the
+  children are made all the same, and the condition clears when the ConfigMap appears: ConfigMaps
+  are watched, metadata-only, and mapped to the gateways reading them through an index).
 - ``Programmed``: the Gateway's own ``Programmed``, mirrored (Unknown while the Gateway's controller
   has not reported on the Gateway's current generation).
 - ``Ready``: ``Accepted`` and ``Programmed``.
@@ -95,6 +100,7 @@ from agentkube.controllers.gatewayapi import (
 from agentkube.controllers.grants import ReferenceGrants, permits
 from agentkube.controllers.handover import HandingOver
 from agentkube.controllers.kinds import (
+    CONFIG_MAP,
     GATEWAY,
     NAMESPACE,
     TOOL_GATEWAY,
@@ -128,6 +134,7 @@ __all__ = [
     "class_choice",
     "desired_children",
     "gateway_conditions",
+    "index_env_from_config_maps",
     "programmed_condition",
     "served_url",
     "setup",
@@ -140,6 +147,7 @@ PROGRAMMED = "Programmed"
 ROUTED = "ToolServersRouted"
 TELEMETRY = "OpenTelemetryTranslated"
 CONDITION_TYPES = ("Accepted", PROGRAMMED, "Ready", ROUTED, TELEMETRY)
+INDEX_ENV_FROM_CONFIG_MAPS = "agentkube.io/toolgateway-envfrom-configmaps"
 # The Gateway is cached in full (its status feeds Programmed); the others metadata-only.
 GATED = {
     GATEWAY_API_CRDS[0]: False,
@@ -164,6 +172,18 @@ def _own(owner: Mapping[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     meta = child_metadata(owner, child["metadata"]["name"], APP)
     meta["labels"] = {**meta["labels"], **(child["metadata"].get("labels") or {})}
     return {**child, "metadata": meta}
+
+
+def index_env_from_config_maps(obj: dict[str, Any]) -> list[str]:
+    """Index of ToolGateways by the ConfigMaps their ``spec.envFrom`` reads: ``<namespace>/<name>``."""
+    namespace = obj["metadata"].get("namespace") or ""
+    sources = (obj.get("spec") or {}).get("envFrom")
+    names = set()
+    for source in sources if isinstance(sources, list) else ():
+        ref = source.get("configMapRef") if isinstance(source, dict) else None
+        if isinstance(ref, dict) and isinstance(ref.get("name"), str):
+            names.add(f"{namespace}/{ref['name']}")
+    return sorted(names)
 
 
 def desired_children(
@@ -419,12 +439,32 @@ class ToolGatewayReconciler:
         self.gate = gate
         self.grants = ReferenceGrants(manager)
         self.namespaces = manager.cache.informer(NAMESPACE, metadata_only=True)
+        self.config_maps = manager.cache.informer(CONFIG_MAP, metadata_only=True)
         self.status = StatusWriter(
             HandingOver(manager.client),
             fields=("observedGeneration", "url", "toolGatewayClassName", "conditions"),
             condition_types=CONDITION_TYPES,
             field_manager=field_manager("toolgateway"),
         )
+
+    def missing_config_maps(self, label: str, namespace: str, spec: ToolGatewaySpec) -> list[Problem]:
+        """A ``ConfigMapNotFound`` problem for each ConfigMap ``spec.envFrom`` needs that the cache
+        does not show in the gateway's namespace (where its pods run); optional ones may be missing."""
+        problems = []
+        for i, source in enumerate(spec.env_from):
+            ref = source.config_map_ref
+            if ref is None or ref.optional:
+                continue
+            if self.config_maps.store.get(ObjectKey(namespace, ref.name)) is None:
+                problems.append(
+                    Problem(
+                        "ConfigMapNotFound",
+                        f'{label}: spec.envFrom[{i}].configMapRef: ConfigMap "{ref.name}" not found in '
+                        f'namespace "{namespace}"; the gateway\'s pods cannot start without it: create '
+                        "it, or set optional: true",
+                    )
+                )
+        return problems
 
     def namespace_labels(self, name: str) -> Mapping[str, str] | None:
         """The labels of namespace ``name`` (None when the cache does not know it)."""
@@ -479,6 +519,8 @@ class ToolGatewayReconciler:
                         await children.apply(obj, desired.children)
                     except CHILD_ERRORS as e:
                         problems.append(child_problem(label, e))
+            # Reported, not holding the children back: the pods start by themselves once it exists.
+            problems.extend(self.missing_config_maps(label, meta["namespace"], spec))
 
         gateway_obj = None
         started = self.gate.started
@@ -518,6 +560,7 @@ def setup(manager: Manager, options: OperatorOptions) -> None:
     cache = manager.cache
     index_tool_servers(cache, TOOL_SERVER)
     index_tool_gateways(cache, TOOL_GATEWAY)
+    cache.add_indexer(TOOL_GATEWAY, INDEX_ENV_FROM_CONFIG_MAPS, index_env_from_config_maps)
     gate = CrdGate(
         manager,
         TOOL_GATEWAY,
@@ -552,6 +595,11 @@ def setup(manager: Manager, options: OperatorOptions) -> None:
             == "Selector"
         ]
 
+    def gateways_reading(config_map: dict[str, Any]) -> list[Request]:
+        meta = config_map["metadata"]
+        value = f"{meta.get('namespace') or ''}/{meta['name']}"
+        return [Request.of(g) for g in cache.list(TOOL_GATEWAY, index=(INDEX_ENV_FROM_CONFIG_MAPS, value))]
+
     def gateways_of_grant(grant: dict[str, Any]) -> list[Request]:
         return [Request.of(g) for g in cache.list(TOOL_GATEWAY, grant["metadata"].get("namespace"))]
 
@@ -561,6 +609,7 @@ def setup(manager: Manager, options: OperatorOptions) -> None:
         .watches(TOOL_GATEWAY_CLASS, map_to=gateways_of_class)
         .watches(TOOL_SERVER, map_to=gateway_of_server)
         .watches(NAMESPACE, map_to=selecting_gateways, metadata_only=True)
+        .watches(CONFIG_MAP, map_to=gateways_reading, metadata_only=True)
     )
     builder = reconciler.grants.register(builder, lambda: every_gateway({}))
     controller = gate.register(builder, every_gateway).complete(reconciler)

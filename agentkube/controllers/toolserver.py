@@ -114,10 +114,9 @@ APP = "tool-server"
 PROTOCOL_LABEL = "runtime.agentic-layer.ai/protocol"
 TRANSPORT_LABEL = "runtime.agentic-layer.ai/transport"
 PORT_NAME = "mcp"
-# The Deployment is cached in full (its status feeds Available), the Service too (its content moves
-# no generation: see ``Children``), the NetworkPolicy metadata-only; the same choice as the workload
-# kinds make, so the informers are shared.
-OWNED = {DEPLOYMENT: False, SERVICE: False, NETWORK_POLICY: True}
+# The Deployment is cached in full (its status feeds Available), the others metadata-only; the same
+# choice as the workload kinds make, so the informers are shared.
+OWNED = {DEPLOYMENT: False, SERVICE: True, NETWORK_POLICY: True}
 
 
 def server_url(name: str, namespace: str, spec: ToolServerSpec) -> str:

@@ -24,8 +24,10 @@ What the children look like:
   condition (``pods.pod_problem``) on any cluster; the program never logs a secret value.
 - Service ``<name>`` (ClusterIP): ``spec.port`` to the ``http`` port, and the metrics port to
   ``metrics`` (a ServiceMonitor selects it by name).
+- ``replicas`` only when the spec gives them: unset, they belong to whoever scales the Deployment (a
+  HorizontalPodAutoscaler), and our apply leaves them alone.
 - PodDisruptionBudget ``<name>`` with ``minAvailable: 1`` when replicas > 1 (with one replica it
-  would block every node drain).
+  would block every node drain; with replicas unset there is none).
 - NetworkPolicy ``<name>`` when the kind gives ``Workload.callers``: the ``http`` port admits the
   object's namespace and those callers, the ``metrics`` port anyone (``netpol``).
 - Generated Secrets (``GeneratedSecret``, e.g. an MCP's session key): created once, before the
@@ -73,7 +75,7 @@ from agentkube.controllers.kinds import (
 )
 from agentkube.controllers.netpol import network_policy
 from agentkube.controllers.pods import POD_SELECTOR, PodChanged, pod_problem, pod_summary
-from agentkube.controllers.secrets import digest_secret
+from agentkube.controllers.secrets import process_key, secret_transform
 from agentkube.controllers.status import (
     ACCEPTED,
     CHILD_ERRORS,
@@ -272,8 +274,10 @@ def deployment(w: Workload) -> dict[str, Any]:
         "apiVersion": DEPLOYMENT.api_version,
         "kind": DEPLOYMENT.kind,
         "metadata": child_metadata(w.owner, w.name, w.program),
+        # Unset replicas are left out of our apply, so the field manager that scales the Deployment
+        # (an autoscaler) keeps them: server-side apply only takes back the fields we send.
         "spec": {
-            "replicas": spec.replicas,
+            **({} if spec.replicas is None else {"replicas": spec.replicas}),
             "selector": {"matchLabels": selector_labels(w.program, w.name)},
             "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod},
         },
@@ -297,8 +301,8 @@ def service(w: Workload) -> dict[str, Any]:
 
 
 def pod_disruption_budget(w: Workload) -> dict[str, Any] | None:
-    """The PodDisruptionBudget, or None with fewer than two replicas."""
-    if w.spec.replicas < 2:
+    """The PodDisruptionBudget, or None with fewer than two replicas or none given (autoscaled)."""
+    if w.spec.replicas is None or w.spec.replicas < 2:
         return None
     return {
         "apiVersion": POD_DISRUPTION_BUDGET.api_version,
@@ -355,12 +359,11 @@ MAX_CONCURRENT_RECONCILES = 4
 CONFLICT_RECHECK = 60.0
 
 # Children of a workload and how they are cached: the Deployment in full (its status feeds ours),
-# the ConfigMap and Service in full too (their content moves no generation, so only a full copy lets
-# ``Children`` see an edit made while the operator was down), the others metadata-only.
+# the others metadata-only (all ``Children`` reads of them is metadata).
 OWNED = {
-    CONFIG_MAP: False,
+    CONFIG_MAP: True,
     DEPLOYMENT: False,
-    SERVICE: False,
+    SERVICE: True,
     POD_DISRUPTION_BUDGET: True,
     NETWORK_POLICY: True,
 }
@@ -392,13 +395,14 @@ class _Known:
     digests: Mapping[str, str]
 
     @classmethod
-    def of(cls, secret: Mapping[str, Any]) -> _Known:
-        """From a Secret as the API server returns it (values and all: only digests are kept)."""
+    def of(cls, secret: Mapping[str, Any], transform: Callable[[dict[str, Any]], dict[str, Any]]) -> _Known:
+        """From a Secret as the API server returns it (values and all: only digests, made by the Secret
+        cache's ``transform``, are kept)."""
         return cls(
             str(secret["metadata"].get("uid")),
             controller_of(secret),
             resource_version_number(secret),
-            digest_secret(dict(secret))["digests"],
+            transform(dict(secret))["digests"],
         )
 
 
@@ -410,7 +414,7 @@ class GeneratedSecrets:
     owner's controller reference and the standard labels (the garbage collector removes it with its
     owner), and created anew if someone deletes it (a new value, so the pods roll).
 
-    Zero writes at rest. The cache's copy (``digest_secret``) says whether the Secret exists and gives
+    Zero writes at rest. The cache's copy (``secrets.digest_secret``) says whether the Secret exists and gives
     its digests, but not who owns it: that is asked of the API server once per Secret uid (after a
     restart, or when someone replaced the Secret) and remembered. A Secret we created that the cache
     does not show yet is not created twice: the informer's position tells a lagging cache from a
@@ -423,8 +427,16 @@ class GeneratedSecrets:
     must map the generated names to it (its secrets index lists them), so either clears by itself.
     """
 
-    def __init__(self, cache: Any, client: Any, recorder: EventRecorder | None) -> None:
-        self._informer = cache.informer(SECRET, transform=digest_secret)
+    def __init__(
+        self,
+        cache: Any,
+        client: Any,
+        recorder: EventRecorder | None,
+        transform: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> None:
+        """transform: the Secret cache's (``secrets.secret_transform(key)``)."""
+        self._transform = transform
+        self._informer = cache.informer(SECRET, transform=transform)
         self._client = client
         self._recorder = recorder
         self._known: dict[ObjectKey, dict[str, _Known]] = {}
@@ -442,7 +454,7 @@ class GeneratedSecrets:
 
     async def _look_up(self, w: Workload, g: GeneratedSecret) -> _Known:
         secret: dict[str, Any] = await self._client.get(SECRET, g.name, w.namespace)
-        return _Known.of(secret)
+        return _Known.of(secret, self._transform)
 
     async def digests(self, label: str, w: Workload) -> tuple[dict[str, str], list[Problem]]:
         """``<secret>/<key>`` -> digest of each of ``w.generated``, creating those missing; and the
@@ -466,7 +478,7 @@ class GeneratedSecrets:
                 found = known.digests  # the cache has not seen what the API server told us yet
             elif live is None:
                 try:
-                    known = _Known.of(await self._client.create(generated_secret(w, g)))
+                    known = _Known.of(await self._client.create(generated_secret(w, g)), self._transform)
                     made.append(f"Secret {g.name}")
                 except AlreadyExists:
                     known = await self._look_up(w, g)  # made since the cache looked
@@ -542,9 +554,13 @@ class WorkloadReconciler:
         kind: Kind[Any, Any],
         plan: PlanFunc,
         status_fields: Sequence[str] = (),
+        digest_key: bytes | None = None,
     ) -> None:
-        """status_fields: the kind's own status fields, those its ``plan`` sets in ``Plan.status``."""
+        """status_fields: the kind's own status fields, those its ``plan`` sets in ``Plan.status``.
+        digest_key: the key of the Secret value digests (``OperatorOptions.digest_key``; None: this
+        process's random key, ``secrets.process_key``)."""
         self.gvk = gvk_of(kind)
+        self.secret_transform = secret_transform(digest_key or process_key())
         self.kind = kind
         self.name = name
         self._cache = manager.cache
@@ -557,7 +573,7 @@ class WorkloadReconciler:
             OWNED,
             field_manager=field_manager(name),
         )
-        self.generated = GeneratedSecrets(manager.cache, manager.client, self.recorder)
+        self.generated = GeneratedSecrets(manager.cache, manager.client, self.recorder, self.secret_transform)
         self._pods = manager.cache.informer(POD, label_selector=POD_SELECTOR, transform=pod_summary)
         self.status = StatusWriter(
             HandingOver(manager.client),
@@ -572,12 +588,15 @@ class WorkloadReconciler:
         """The controller of this kind declared on ``manager``, for the caller to add its own watches
         to and ``complete`` with this reconciler: the kind itself (spec changes only: our status writes
         do not wake it), its children, and Secrets, each enqueueing the objects whose cache index
-        ``secrets_index`` names it. Secrets are cached as ``digest_secret`` copies (no values)."""
+        ``secrets_index`` names it. Secrets are cached as ``digest_secret`` copies (no values, keyed
+        digests)."""
         builder = manager.controller(self.name).for_kind(self.gvk, predicates=[GenerationChanged()])
         builder = self.children.register(builder)
         return (
             builder.watches(
-                SECRET, map_to=referencing(self._cache, self.gvk, secrets_index), transform=digest_secret
+                SECRET,
+                map_to=referencing(self._cache, self.gvk, secrets_index),
+                transform=self.secret_transform,
             )
             .watches(
                 POD,
@@ -675,6 +694,10 @@ class WorkloadReconciler:
             status["url"] = url
         status["replicas"] = int(observed.get("replicas") or 0)
         status["readyReplicas"] = int(observed.get("readyReplicas") or 0)
+        if deployment is not None and not isinstance((obj.get("spec") or {}).get("replicas"), int):
+            # Autoscaled (spec.replicas unset): the desired count is the Deployment's, as its scaler set it.
+            scaled = int((deployment.get("spec") or {}).get("replicas") or 0)
+            status["ready"] = f"{status['readyReplicas']}/{scaled}"
         status.update(extra)
         status["conditions"] = [accepted, available, ready]
         self._warn(obj, key, accepted)

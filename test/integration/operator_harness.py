@@ -20,6 +20,7 @@ from typing import Any
 
 from agentkube.controllers import OperatorOptions, llmgateway, mcp, toolgateway, toolgatewayclass, toolserver
 from agentkube.controllers.kinds import DEPLOYMENT
+from agentkube.controllers.secrets import load_digest_key
 from agentkube.runtime import metrics
 from agentkube.runtime.client import Client
 from agentkube.runtime.errors import AlreadyExists, Forbidden, NotFound
@@ -199,10 +200,15 @@ async def running_operator(
     **options: Any,
 ) -> AsyncIterator[RunningOperator]:
     """The manager with ``controllers`` (modules with ``setup``), watching ``namespace`` (None: every
-    namespace); ``options`` are further ``ManagerOptions``."""
+    namespace); ``options`` are further ``ManagerOptions``, and ``operator_namespace`` where the digest
+    key Secret is read or made, as ``agentkube manager`` does (default: the leader election
+    namespace, else ``namespace``, else ``default``)."""
     client = await RecordingClient.from_kubeconfig(kubeconfig)
     assert isinstance(client, RecordingClient)
     client._note()
+    home = options.pop("operator_namespace", None) or options.get("leader_election_namespace") or namespace
+    digest_key = await load_digest_key(client, home or "default")
+    del client.writes[:]  # the key Secret is the operator's own, not a write of the controllers
     settings: dict[str, Any] = {
         "metrics_bind_address": "0",
         "health_probe_bind_address": "0",
@@ -212,7 +218,7 @@ async def running_operator(
     }
     settings.update(options)
     manager = Manager(client, ManagerOptions(**settings))
-    operator_options = OperatorOptions(dataplane_image=IMAGE)
+    operator_options = OperatorOptions(dataplane_image=IMAGE, digest_key=digest_key)
     for module in controllers:
         module.setup(manager, operator_options)
     task = asyncio.create_task(manager.run())

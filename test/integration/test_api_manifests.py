@@ -129,7 +129,8 @@ def test_seed_gateway_reads_back_with_the_documented_defaults(
         == 0
     )
     live = read_back(control_plane, gateway, namespace)["spec"]
-    assert (live["port"], live["replicas"], live["upstreams"][0]["priority"]) == (8080, 1, 1)
+    assert (live["port"], live["upstreams"][0]["priority"]) == (8080, 1)
+    assert "replicas" not in live  # unset: the Deployment's, for an autoscaler to own
     assert live["rateLimit"] == {"requestsPerMinute": 600, "scope": "perClient"}
     assert "caching" not in live
 

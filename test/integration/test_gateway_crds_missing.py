@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from agentkube.controllers.gatewayapi import multiplex_name, server_route_name
 from agentkube.controllers.kinds import (
     AGENTGATEWAY_PARAMETERS,
     DEPLOYMENT,
@@ -105,7 +106,12 @@ async def test_missing_crds_are_reported_and_taken_up_when_installed_without_res
     await wait_condition(world, TOOL_SERVER, "search", "tools", "Accepted", status="True")
     assert await world.get(GATEWAY, "gw", "tools") is not None
     assert await world.get(AGENTGATEWAY_PARAMETERS, "gw", "tools") is not None
-    await eventually(lambda: world.get(HTTP_ROUTE, "gw.tools.search.mcp", "tools"), "the server's route")
-    await eventually(lambda: world.get(HTTP_ROUTE, "gw.mcp", "tools"), "the multiplex route exists")
+    await eventually(
+        lambda: world.get(HTTP_ROUTE, server_route_name("gw", "tools", "search"), "tools"),
+        "the server's route",
+    )
+    await eventually(
+        lambda: world.get(HTTP_ROUTE, multiplex_name("gw", None), "tools"), "the multiplex route exists"
+    )
     assert not operator.task.done()
     assert operator.client.denied == []

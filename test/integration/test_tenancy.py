@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 import yaml
 
+from agentkube.controllers.gatewayapi import multiplex_name, server_route_name
 from agentkube.controllers.kinds import (
     AGENTGATEWAY_BACKEND,
     CONFIG_MAP,
@@ -123,7 +124,8 @@ async def test_tool_server_from_a_namespace_the_gateway_does_not_admit_is_in_no_
     await world.apply(tool_server("fine", mine, "hub", namespace))
     local = f"local.{namespace}.svc.cluster.local"
     await eventually(
-        lambda: _equals(targets(world, "hub.mcp", namespace), [local]), "only the local server is routed"
+        lambda: _equals(targets(world, multiplex_name("hub", None), namespace), [local]),
+        "only the local server is routed",
     )
     refused = await eventually(
         lambda: _condition(world, TOOL_SERVER, "evil", intruder, "Accepted", "False"), "the intruder is told"
@@ -146,12 +148,13 @@ async def test_tool_server_from_a_namespace_the_gateway_does_not_admit_is_in_no_
     )
     fine = f"fine.{mine}.svc.cluster.local"
     await eventually(
-        lambda: _equals(targets(world, "hub.mcp", namespace), sorted([local, fine])), "the granted one joins"
+        lambda: _equals(targets(world, multiplex_name("hub", None), namespace), sorted([local, fine])),
+        "the granted one joins",
     )
     await eventually(
         lambda: _condition(world, TOOL_SERVER, "fine", mine, "Accepted", "True"), "it is accepted"
     )
-    assert await targets(world, "hub.mcp", namespace) == sorted([local, fine])
+    assert await targets(world, multiplex_name("hub", None), namespace) == sorted([local, fine])
 
 
 async def test_gateway_selector_admits_a_namespace_once_it_is_labelled(
@@ -172,10 +175,12 @@ async def test_gateway_selector_admits_a_namespace_once_it_is_labelled(
         lambda: _condition(world, TOOL_SERVER, "search", mine, "Accepted", "False"), "not admitted yet"
     )
     assert refused["reason"] == "NotAdmittedByToolGateway"
-    assert await targets(world, "hub.mcp", namespace) is None
+    assert await targets(world, multiplex_name("hub", None), namespace) is None
     await world.client.patch(NAMESPACE, mine, None, {"metadata": {"labels": selector["matchLabels"]}})
     search = f"search.{mine}.svc.cluster.local"
-    await eventually(lambda: _equals(targets(world, "hub.mcp", namespace), [search]), "admitted")
+    await eventually(
+        lambda: _equals(targets(world, multiplex_name("hub", None), namespace), [search]), "admitted"
+    )
     await eventually(
         lambda: _condition(world, TOOL_SERVER, "search", mine, "Accepted", "True"), "and told so"
     )
@@ -193,7 +198,7 @@ async def test_route_of_another_namespace_cannot_attach_to_the_gateway(
     assert gateway["spec"]["listeners"][0]["allowedRoutes"] == {"namespaces": {"from": "Same"}}
     # The per-server route of a server in another namespace lives in the gateway's namespace, owned
     # by the ToolGateway; the server's namespace holds none.
-    route_name = f"hub.{intruder}.local.mcp"
+    route_name = server_route_name("hub", intruder, "local")
     route = await eventually(lambda: world.get(HTTP_ROUTE, route_name, namespace), "the server's route")
     assert route["metadata"]["ownerReferences"][0]["kind"] == "ToolGateway"
     assert route["spec"]["parentRefs"][0]["name"] == "hub"

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from agentkube.controllers.gatewayapi import server_route_name
 from agentkube.controllers.kinds import (
     DEPLOYMENT,
     HTTP_ROUTE,
@@ -131,7 +132,8 @@ async def test_namespaced_install_as_its_service_account_is_refused_nothing(
             await until(lambda: client.get(NETWORK_POLICY, "search", namespace), "the server's policy")
             await until(lambda: client.get(DEPLOYMENT, "shared-gateway", namespace), "the gateway runs")
             await until(
-                lambda: client.get(HTTP_ROUTE, f"gw.{namespace}.search.mcp", namespace), "the server's route"
+                lambda: client.get(HTTP_ROUTE, server_route_name("gw", namespace, "search"), namespace),
+                "the server's route",
             )
             await until(op.idle, "the controllers are idle")
             await op.flush_events()

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from agentkube.controllers.gatewayapi import multiplex_name, server_route_name
 from agentkube.controllers.kinds import (
     AGENTGATEWAY_BACKEND,
     AGENTGATEWAY_PARAMETERS,
@@ -194,11 +195,27 @@ async def test_seed_manifests_produce_the_documented_objects(
     # The seed's server is routed by tool-gateway/my-tool-gateway: its route lives there, and
     # my-namespace holds no route at all (my-namespace/my-tool-gateway has no servers).
     await eventually(
-        lambda: world.get(HTTP_ROUTE, "my-tool-gateway.my-namespace.my-tool-server.mcp", "tool-gateway"),
+        lambda: world.get(
+            HTTP_ROUTE, server_route_name("my-tool-gateway", "my-namespace", "my-tool-server"), "tool-gateway"
+        ),
         "the server's route",
     )
     routes, _ = await world.client.list(HTTP_ROUTE, "my-namespace")
     assert [r["metadata"]["name"] for r in routes] == []
+    # The seed's envFrom names a ConfigMap my-config that the seed does not make: the pods could not
+    # start, and the ToolGateway says so until it exists.
+    missing = await wait_condition(
+        world, TOOL_GATEWAY, "my-tool-gateway", "my-namespace", "Accepted", status="False"
+    )
+    assert missing["reason"] == "ConfigMapNotFound"
+    assert 'ConfigMap "my-config" not found in namespace "my-namespace"' in missing["message"]
+    await world.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "my-config", "namespace": "my-namespace"},
+        }
+    )
     accepted = await wait_condition(
         world, TOOL_GATEWAY, "my-tool-gateway", "my-namespace", "Accepted", status="True"
     )
@@ -277,7 +294,7 @@ async def test_seed_manifests_produce_the_documented_objects(
     assert service["spec"]["type"] == "ClusterIP"
     assert service["spec"]["selector"] == selector
     assert service["spec"]["ports"] == [{"name": "mcp", "port": 8000, "targetPort": "mcp", "protocol": "TCP"}]
-    per_server = "my-tool-gateway.my-namespace.my-tool-server.mcp"
+    per_server = server_route_name("my-tool-gateway", "my-namespace", "my-tool-server")
     backend = await eventually(
         lambda: world.get(AGENTGATEWAY_BACKEND, per_server, "tool-gateway"), "its backend"
     )
@@ -321,7 +338,8 @@ async def test_seed_manifests_produce_the_documented_objects(
 
     # Multiplex routes of tool-gateway/my-tool-gateway: /mcp and /my-namespace/mcp.
     everything = await eventually(
-        lambda: world.get(AGENTGATEWAY_BACKEND, "my-tool-gateway.mcp", "tool-gateway"), "the /mcp backend"
+        lambda: world.get(AGENTGATEWAY_BACKEND, multiplex_name("my-tool-gateway", None), "tool-gateway"),
+        "the /mcp backend",
     )
     assert everything["spec"] == {
         "mcp": {
@@ -330,7 +348,9 @@ async def test_seed_manifests_produce_the_documented_objects(
         }
     }
     assert everything["metadata"]["ownerReferences"] == owned_by(routed_gw)
-    per_namespace = await world.get(AGENTGATEWAY_BACKEND, "my-tool-gateway.my-namespace.mcp", "tool-gateway")
+    per_namespace = await world.get(
+        AGENTGATEWAY_BACKEND, multiplex_name("my-tool-gateway", "my-namespace"), "tool-gateway"
+    )
     assert children_spec(per_namespace) == {
         "mcp": {"targets": [{"name": "my-tool-server", "static": target}], "failureMode": "FailOpen"}
     }
@@ -338,12 +358,12 @@ async def test_seed_manifests_produce_the_documented_objects(
     assert per_namespace["metadata"]["labels"] == labels(
         "tool-gateway", "my-tool-gateway", **{"runtime.agentic-layer.ai/toolserver-namespace": "my-namespace"}
     )
-    assert children_spec(await world.get(HTTP_ROUTE, "my-tool-gateway.mcp", "tool-gateway")) == route_spec(
-        "/mcp", "my-tool-gateway.mcp"
-    )
     assert children_spec(
-        await world.get(HTTP_ROUTE, "my-tool-gateway.my-namespace.mcp", "tool-gateway")
-    ) == route_spec("/my-namespace/mcp", "my-tool-gateway.my-namespace.mcp")
+        await world.get(HTTP_ROUTE, multiplex_name("my-tool-gateway", None), "tool-gateway")
+    ) == route_spec("/mcp", multiplex_name("my-tool-gateway", None))
+    assert children_spec(
+        await world.get(HTTP_ROUTE, multiplex_name("my-tool-gateway", "my-namespace"), "tool-gateway")
+    ) == route_spec("/my-namespace/mcp", multiplex_name("my-tool-gateway", "my-namespace"))
 
     # ToolServer status: its URL, its gateway URL, Accepted; Available once the Deployment is.
     await wait_condition(world, TOOL_SERVER, "my-tool-server", "my-namespace", "Accepted", status="True")
@@ -429,8 +449,8 @@ async def test_each_child_and_status_is_written_once_and_again_at_rest_nothing(
         await wait_condition(world, TOOL_GATEWAY, gw, namespace, "ToolServersRouted", status="True")
         await wait_condition(world, TOOL_SERVER, server, namespace, "Accepted", status="True")
         await eventually(operator.idle, "the controllers are idle")
-        per_server = f"{gw}.{namespace}.{server}.mcp"
-        mine = {cls, gw, server, f"{gw}.mcp", f"{gw}.{namespace}.mcp", per_server}
+        per_server = server_route_name(gw, namespace, server)
+        mine = {cls, gw, server, multiplex_name(gw, None), multiplex_name(gw, namespace), per_server}
         applied = Counter(
             (w.kind, w.name, w.subresource) for w in operator.client.writes_of("apply") if w.name in mine
         )
@@ -440,10 +460,10 @@ async def test_each_child_and_status_is_written_once_and_again_at_rest_nothing(
                 ("ToolGateway", gw, "status"): 1,
                 ("Gateway", gw, None): 1,
                 ("AgentgatewayParameters", gw, None): 1,
-                ("AgentgatewayBackend", f"{gw}.mcp", None): 1,
-                ("HTTPRoute", f"{gw}.mcp", None): 1,
-                ("AgentgatewayBackend", f"{gw}.{namespace}.mcp", None): 1,
-                ("HTTPRoute", f"{gw}.{namespace}.mcp", None): 1,
+                ("AgentgatewayBackend", multiplex_name(gw, None), None): 1,
+                ("HTTPRoute", multiplex_name(gw, None), None): 1,
+                ("AgentgatewayBackend", multiplex_name(gw, namespace), None): 1,
+                ("HTTPRoute", multiplex_name(gw, namespace), None): 1,
                 ("AgentgatewayBackend", per_server, None): 1,
                 ("HTTPRoute", per_server, None): 1,
                 ("ToolServer", server, "status"): 1,

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from agentkube.controllers.gatewayapi import multiplex_name, server_route_name
 from agentkube.controllers.kinds import (
     AGENTGATEWAY_PARAMETERS,
     GATEWAY,
@@ -87,7 +88,8 @@ async def test_tool_gateway_controllers_as_the_service_account_are_refused_nothi
                 lambda: _is(status_of(TOOL_SERVER, "search", "Accepted"), "True"), "the server is accepted"
             )
             await until(
-                lambda: client.get(HTTP_ROUTE, f"gw.{namespace}.mcp", namespace), "the multiplex route"
+                lambda: client.get(HTTP_ROUTE, multiplex_name("gw", namespace), namespace),
+                "the multiplex route",
             )
             # Deployment status is read; a server's route and backend are pruned when it leaves.
             await set_available(client, namespace, "search", True)
@@ -95,11 +97,12 @@ async def test_tool_gateway_controllers_as_the_service_account_are_refused_nothi
             await client.delete(TOOL_SERVER, "maps", namespace)
             await apply(tool_server("search", namespace))
             await until(
-                lambda: gone(HTTP_ROUTE, f"gw.{namespace}.search.mcp"),
+                lambda: gone(HTTP_ROUTE, server_route_name("gw", namespace, "search")),
                 "the detached server's route is pruned",
             )
             await until(
-                lambda: gone(HTTP_ROUTE, f"gw.{namespace}.mcp"), "the empty multiplex route is pruned"
+                lambda: gone(HTTP_ROUTE, multiplex_name("gw", namespace)),
+                "the empty multiplex route is pruned",
             )
             # The gateway moves to another controller's class: children deleted, status released.
             await apply(tool_gateway("gw", namespace, theirs))

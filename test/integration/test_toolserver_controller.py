@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from agentkube.controllers.gatewayapi import multiplex_name, server_route_name
 from agentkube.controllers.kinds import (
     AGENTGATEWAY_BACKEND,
     DEPLOYMENT,
@@ -78,19 +79,20 @@ async def targets(world: World, name: str, namespace: str) -> list[str] | None:
 
 
 async def multiplex(world: World, gateway: str, namespace: str) -> dict[str, list[str]] | None:
-    """Path prefix -> target names of every multiplex route of a ToolGateway (``<gw>.mcp``,
-    ``<gw>.<ns>.mcp``; the per-server ones have a dot more); None while a backend lacks its route or
-    a route its backend (the controller writes them one after the other)."""
+    """Path prefix -> target names of every multiplex route of a ToolGateway (``/mcp``,
+    ``/<ns>/mcp``; the per-server ones have a segment more); None while a route lacks its backend
+    (the controller writes them one after the other)."""
     routes, _ = await world.client.list(HTTP_ROUTE, namespace)
     backends, _ = await world.client.list(AGENTGATEWAY_BACKEND, namespace)
 
-    def multiplexed(name: str) -> bool:
-        return name.startswith(f"{gateway}.") and name.count(".") <= 2
+    def multiplexed(route: dict[str, Any]) -> bool:
+        rule = route["spec"]["rules"][0]
+        of_gateway = route["spec"]["parentRefs"][0]["name"] == gateway
+        return of_gateway and rule["matches"][0]["path"]["value"].count("/") <= 2
 
-    mine = [r for r in routes if multiplexed(r["metadata"]["name"])]
-    if sorted(r["metadata"]["name"] for r in mine) != sorted(
-        b["metadata"]["name"] for b in backends if multiplexed(b["metadata"]["name"])
-    ):
+    mine = [r for r in routes if multiplexed(r)]
+    have = {b["metadata"]["name"] for b in backends}
+    if any(r["spec"]["rules"][0]["backendRefs"][0]["name"] not in have for r in mine):
         return None
     found: dict[str, list[str]] = {}
     for route in mine:
@@ -168,7 +170,7 @@ async def test_missing_gateway_is_reported_and_the_server_recovers_when_it_appea
     )
     # The server is Accepted once the gateway exists; the gateway's own reconcile writes the routes.
     backend = await eventually(
-        lambda: world.get(AGENTGATEWAY_BACKEND, f"later.{namespace}.weather.mcp", namespace),
+        lambda: world.get(AGENTGATEWAY_BACKEND, server_route_name("later", namespace, "weather"), namespace),
         "the gateway's backend for the server",
     )
     assert backend["spec"]["mcp"]["targets"] == [
@@ -183,7 +185,8 @@ async def test_missing_gateway_is_reported_and_the_server_recovers_when_it_appea
         }
     ]
     route = await eventually(
-        lambda: world.get(HTTP_ROUTE, f"later.{namespace}.weather.mcp", namespace), "the server's route"
+        lambda: world.get(HTTP_ROUTE, server_route_name("later", namespace, "weather"), namespace),
+        "the server's route",
     )
     assert route["spec"]["rules"][0]["matches"] == [
         {"path": {"type": "PathPrefix", "value": f"/{namespace}/weather/mcp"}}
@@ -256,16 +259,17 @@ async def test_multiplex_routes_follow_servers_added_moved_repointed_and_deleted
         {"/mcp": [f"{b}-maps", f"{c}-search"], f"/{b}/mcp": ["maps"], f"/{c}/mcp": ["search"]},
     )
     await wait_multiplex(world, "other", namespace, {"/mcp": [f"{b}-weather"], f"/{b}/mcp": ["weather"]})
-    route = await world.get(HTTP_ROUTE, f"other.{b}.weather.mcp", namespace)
+    route = await world.get(HTTP_ROUTE, server_route_name("other", b, "weather"), namespace)
     assert route is not None and route["spec"]["parentRefs"][0]["name"] == "other"
     await eventually(
-        lambda: _gone(world, HTTP_ROUTE, f"hub.{b}.weather.mcp", namespace), "its route on hub is deleted"
+        lambda: _gone(world, HTTP_ROUTE, server_route_name("hub", b, "weather"), namespace),
+        "its route on hub is deleted",
     )
 
     # Detached: maps drops its toolGatewayRef; its own route goes, and it leaves the multiplex.
     await world.apply(tool_server("maps", b))
     await wait_multiplex(world, "hub", namespace, {"/mcp": [f"{c}-search"], f"/{c}/mcp": ["search"]})
-    maps = f"hub.{b}.maps.mcp"
+    maps = server_route_name("hub", b, "maps")
     await eventually(
         lambda: _gone(world, HTTP_ROUTE, maps, namespace), "the detached server's route is deleted"
     )
@@ -312,6 +316,6 @@ async def test_more_servers_than_a_backend_takes_are_named_in_a_condition(
         reason="TooManyToolServers",
     )
     assert crowded["message"].endswith(f"{namespace}/s32")
-    assert len(await targets(world, "big.mcp", namespace) or []) == 32
+    assert len(await targets(world, multiplex_name("big", None), namespace) or []) == 32
     assert condition(await world.get(TOOL_GATEWAY, "big", namespace), "Accepted") is not None
     assert (await status_condition(world, TOOL_GATEWAY, "big", namespace, "Accepted"))["status"] == "True"

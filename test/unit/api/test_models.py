@@ -55,7 +55,8 @@ def test_mcp_seed_reads_as_typed_spec() -> None:
 
 def test_llm_gateway_seed_gets_defaults_for_what_it_omits() -> None:
     spec = parse_llm_gateway(seed_object("LLMGateway", "shared-gateway"))
-    assert (spec.port, spec.replicas) == (8080, 1)
+    # replicas unset: the Deployment's own (1 until an autoscaler or kubectl scale sets it).
+    assert (spec.port, spec.replicas) == (8080, None)
     assert spec.auth is not None and spec.auth.mode == "apikey" and spec.auth.secret_ref is None
     assert spec.rate_limit is not None and spec.rate_limit.scope == "perClient"
     assert spec.routing is not None

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from agentkube.controllers.kinds import MCP, SECRET
-from agentkube.controllers.secrets import digest_secret
+from agentkube.controllers.secrets import secret_transform
 from agentkube.runtime.cache import Cache
 from agentkube.runtime.gvk import GVK
 
@@ -56,6 +56,12 @@ def secret(namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
         }
     )
+
+
+TEST_DIGEST_KEY = b"unit-test-digest-key-0123456789a"
+"""The digest key of the unit tests' Secret cache."""
+digest_secret = secret_transform(TEST_DIGEST_KEY)
+"""The Secret cache transform under ``TEST_DIGEST_KEY``."""
 
 
 class World:

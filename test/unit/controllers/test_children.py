@@ -117,8 +117,9 @@ def test_absent_child_is_applied(decide: Decide) -> None:
     assert not decide.current("a", None)
 
 
-def test_child_carrying_the_desired_hash_is_not_applied_even_after_a_restart(decide: Decide) -> None:
-    assert decide.current("a", decide.live("a", 10))
+def test_child_carrying_the_desired_hash_after_a_restart_is_checked_not_trusted(decide: Decide) -> None:
+    # None: ``_drifted`` asks the server (a dry-run) whether someone edited it while nobody watched.
+    assert decide.current("a", decide.live("a", 10)) is None
 
 
 def test_child_carrying_another_hash_is_applied(decide: Decide) -> None:
@@ -152,7 +153,45 @@ def test_status_updates_of_a_deployment_are_not_drift_but_spec_edits_are(decide:
     assert not decide.current("a", decide.live("a", 80, generation=4))
 
 
+class _Answers:
+    """The dry-run answers of a server: the object as the apply would leave it."""
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        self.answer = answer
+        self.asked: list[dict[str, Any]] = []
+
+    async def apply(self, body: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        assert kw["dry_run"] is True
+        self.asked.append(body)
+        return copy.deepcopy(self.answer)
+
+
+def _check(decide: Decide, live: dict[str, Any], answer: dict[str, Any]) -> list[Any]:
+    import asyncio
+
+    decide.children._client = _Answers(answer)
+    for informer in decide.children._full.values():  # full copies of our children, for content kinds
+        informer.store.upsert(live)
+        informer.reflector._synced.set()  # as a listed informer is
+    body = copy.deepcopy(live)
+    return asyncio.run(decide.children._drifted([(CONFIG_MAP, decide.key, body, live)], decide.memory))
+
+
+def test_a_child_a_dry_run_would_change_is_applied_again(decide: Decide) -> None:
+    live = decide.live("a", 10)
+    edited = copy.deepcopy(live)
+    edited["data"]["config.yaml"] = "edited by hand"
+    decide.children = Children(Cache(None), None, None, {CONFIG_MAP: False})  # type: ignore[arg-type]
+    plans = _check(decide, edited, answer=live)
+    assert [(gvk, key) for gvk, key, *_ in plans] == [(CONFIG_MAP, decide.key)]
+    assert decide.memory == {}
+
+
 def test_a_matching_copy_becomes_the_baseline_for_later_drift(decide: Decide) -> None:
-    assert decide.current("a", decide.live("a", 10, generation=1))
+    live = decide.live("a", 10, generation=1)
+    # The server's answer carries managedFields the cache strips; they do not count.
+    answer = copy.deepcopy(live)
+    answer["metadata"]["managedFields"] = [{"manager": "agentkube-mcp", "operation": "Apply"}]
+    assert _check(decide, live, answer) == []
     assert decide.current("a", decide.live("a", 20, generation=1))
     assert not decide.current("a", decide.live("a", 30, generation=2))

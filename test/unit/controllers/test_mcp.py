@@ -13,7 +13,6 @@ from agentkube.api import parse_mcp
 from agentkube.controllers import mcp
 from agentkube.controllers.children import standard_labels
 from agentkube.controllers.kinds import SECRET
-from agentkube.controllers.secrets import digest_secret
 from agentkube.controllers.workload import (
     CONFIG_HASH_ANNOTATION,
     METRICS_PORT,
@@ -31,7 +30,7 @@ from agentkube.dataplane.mcp.config import (
 from agentkube.dataplane.mcp.sessions import KeyRing
 from agentkube.runtime.errors import AlreadyExists, NotFound
 from agentkube.runtime.gvk import GVK, ObjectKey
-from test.unit.controllers.conftest import World, secret, seed
+from test.unit.controllers.conftest import World, digest_secret, secret, seed
 
 IMAGE = "ghcr.io/agentkube/agentkube:test"
 GITHUB = {
@@ -585,7 +584,7 @@ class Maker:
     def __init__(self, world: World, make_mcp: Any) -> None:
         self.world = world
         self.api = Answers()
-        self.generated = GeneratedSecrets(world.cache, self.api, None)
+        self.generated = GeneratedSecrets(world.cache, self.api, None, digest_secret)
         world.add(secret("team-a", "pat", {"token": "t"}))
         self.owner = make_mcp("m", [GITHUB])
         plan = mcp.plan(world.cache, IMAGE, self.owner, parse_mcp(self.owner))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentkube.api.toolgateway import parse_tool_gateway
-from agentkube.controllers.gatewayapi import ServerRef
+from agentkube.controllers.gatewayapi import ServerRef, multiplex_name, server_route_name
 from agentkube.controllers.status import Problem
 from agentkube.controllers.toolgateway import (
     attached_servers,
@@ -64,20 +64,24 @@ def test_servers_get_one_multiplex_for_all_and_one_per_namespace() -> None:
     servers = [server("b", "two"), server("a", "one"), server("a", "three")]
     desired = desired_children(obj, parse_tool_gateway(obj), servers, "agentgateway")
     children = by_kind_and_name(desired.children)
-    per_server = ["gw.a.one.mcp", "gw.a.three.mcp", "gw.b.two.mcp"]
+    per_server = [
+        server_route_name("gw", "a", "one"),
+        server_route_name("gw", "a", "three"),
+        server_route_name("gw", "b", "two"),
+    ]
     assert sorted(name for kind, name in children if kind == "HTTPRoute") == sorted(
-        ["gw.a.mcp", "gw.b.mcp", "gw.mcp", *per_server]
+        [multiplex_name("gw", "a"), multiplex_name("gw", "b"), multiplex_name("gw", None), *per_server]
     )
     assert sorted(name for kind, name in children if kind == "AgentgatewayBackend") == sorted(
-        ["gw.a.mcp", "gw.b.mcp", "gw.mcp", *per_server]
+        [multiplex_name("gw", "a"), multiplex_name("gw", "b"), multiplex_name("gw", None), *per_server]
     )
-    everything = children[("AgentgatewayBackend", "gw.mcp")]["spec"]["mcp"]
+    everything = children[("AgentgatewayBackend", multiplex_name("gw", None))]["spec"]["mcp"]
     assert [t["name"] for t in everything["targets"]] == ["a-one", "a-three", "b-two"]
     assert everything["failureMode"] == "FailOpen"
-    team_a = children[("AgentgatewayBackend", "gw.a.mcp")]
+    team_a = children[("AgentgatewayBackend", multiplex_name("gw", "a"))]
     assert [t["name"] for t in team_a["spec"]["mcp"]["targets"]] == ["one", "three"]
     assert team_a["metadata"]["labels"]["runtime.agentic-layer.ai/toolserver-namespace"] == "a"
-    route = children[("HTTPRoute", "gw.a.mcp")]
+    route = children[("HTTPRoute", multiplex_name("gw", "a"))]
     assert route["spec"]["rules"][0]["matches"][0]["path"]["value"] == "/a/mcp"
     assert route["spec"]["parentRefs"][0] == {
         "group": "gateway.networking.k8s.io",
@@ -86,7 +90,10 @@ def test_servers_get_one_multiplex_for_all_and_one_per_namespace() -> None:
         "namespace": "tools",
         "sectionName": "http",
     }
-    assert children[("HTTPRoute", "gw.mcp")]["spec"]["rules"][0]["matches"][0]["path"]["value"] == "/mcp"
+    assert (
+        children[("HTTPRoute", multiplex_name("gw", None))]["spec"]["rules"][0]["matches"][0]["path"]["value"]
+        == "/mcp"
+    )
     assert (desired.servers, desired.namespaces) == (3, 2)
 
 
@@ -96,8 +103,8 @@ def test_each_server_gets_its_own_route_in_the_gateways_namespace() -> None:
         obj, parse_tool_gateway(obj), [server("team-a", "weather", transport="sse", path="/events")], "x"
     )
     children = by_kind_and_name(desired.children)
-    backend = children[("AgentgatewayBackend", "gw.team-a.weather.mcp")]
-    route = children[("HTTPRoute", "gw.team-a.weather.mcp")]
+    backend = children[("AgentgatewayBackend", server_route_name("gw", "team-a", "weather"))]
+    route = children[("HTTPRoute", server_route_name("gw", "team-a", "weather"))]
     for child in (backend, route):
         assert child["metadata"]["namespace"] == "tools"
         assert child["metadata"]["ownerReferences"][0]["kind"] == "ToolGateway"
@@ -124,7 +131,7 @@ def test_each_server_gets_its_own_route_in_the_gateways_namespace() -> None:
                 {
                     "group": "agentgateway.dev",
                     "kind": "AgentgatewayBackend",
-                    "name": "gw.team-a.weather.mcp",
+                    "name": server_route_name("gw", "team-a", "weather"),
                     "weight": 1,
                 }
             ],
@@ -139,7 +146,7 @@ def test_a_server_listed_twice_is_routed_once() -> None:
         obj, parse_tool_gateway(obj), [server("a", "one"), server("a", "one")], "agentgateway"
     )
     assert desired.servers == 1
-    backend = by_kind_and_name(desired.children)[("AgentgatewayBackend", "gw.mcp")]
+    backend = by_kind_and_name(desired.children)[("AgentgatewayBackend", multiplex_name("gw", None))]
     assert len(backend["spec"]["mcp"]["targets"]) == 1
 
 
