@@ -849,7 +849,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="warning", help="uvicorn log level")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper())
-    uvicorn.run(build_app(), host="127.0.0.1", port=args.port, log_level=args.log_level)
+    # h11, not httptools (installed for the data plane, and uvicorn's pick when present): with
+    # httptools a header value keeps the whitespace around it, which the SDK compares verbatim.
+    uvicorn.run(build_app(), host="127.0.0.1", port=args.port, http="h11", log_level=args.log_level)
 
 
 if __name__ == "__main__":

@@ -273,7 +273,9 @@ def main() -> None:
         app = _LegacyOnly(app)
     if args.token or args.token_file:
         app = RequireToken(app, args.token, args.token_file)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+    # h11, not httptools (installed for the data plane, and uvicorn's pick when present): with
+    # httptools a header value keeps the whitespace around it, which the SDK compares verbatim.
+    uvicorn.run(app, host="127.0.0.1", port=args.port, http="h11", log_level="warning")
 
 
 class _LegacyOnly:

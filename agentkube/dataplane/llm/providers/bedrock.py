@@ -50,7 +50,9 @@ Credentials:
   once less than ``min(15 min, half the credentials' lifetime)`` is left, while requests go on
   signing with the credentials still valid; only credentials within ``min(30 s, a quarter of their
   lifetime)`` of expiry make a request wait for the refresh. One refresh at a time; a failed
-  background refresh is tried again 10 s later. No credentials at all answers 502 naming the fix.
+  background refresh is tried again 10 s later. Credentials that cannot be had (none found, STS
+down) make the upstream count as failing (the next one is tried; alone, the client gets a 502
+naming the fix), and for 10 s that failure is the answer at once, without fetching again.
 
 Streams are AWS event streams (``providers.eventstream``), re-framed as the client's SSE: a Converse
 event becomes an event named by its ``:event-type`` with its JSON payload; InvokeModel's ``chunk``
