@@ -310,14 +310,20 @@ class Children:
         """Drop what we remember about an owner's children (call it when the owner is gone)."""
         self._memory.pop(_owner_id(owner_gvk, owner), None)
 
-    async def apply(self, owner: dict[str, Any], desired: Sequence[dict[str, Any]]) -> ChildChanges:
+    async def apply(
+        self, owner: dict[str, Any], desired: Sequence[dict[str, Any]], *, created: Sequence[str] = ()
+    ) -> ChildChanges:
         """Make ``owner``'s children of the owned kinds exactly ``desired``.
 
         Applies each desired child that differs (concurrently), then deletes the owner's children of
         the owned kinds that are not desired. Raises ``ChildConflict`` (before writing anything)
         when a desired name is taken by an object the owner does not control, and ``ChildRejected``
         (after applying the others) when the server refuses a child for what it is.
+
+        ``created`` names objects the caller made for this owner just before (``"Secret x"``): they
+        are reported in the same one event as the children's changes.
         """
+        changes = ChildChanges(created=list(created))
         owner_uid = owner["metadata"]["uid"]
         owner_id = _owner_id(GVK.from_object(owner), ObjectKey.of(owner))
         memory = self._memory.setdefault(owner_id, _Memory())
@@ -331,6 +337,7 @@ class Children:
             key = ObjectKey.of(child)
             live = self.get(gvk, key.name, key.namespace)
             if live is not None and controller_of(live) != owner_uid:
+                self._record(owner, changes)
                 raise ChildConflict(gvk, key, controller_of(live))
             body = _with_hash(child)
             digest = body["metadata"]["annotations"][DESIRED_HASH_ANNOTATION]
@@ -341,7 +348,6 @@ class Children:
                 plans.append((gvk, key, body, live is None))
         plans.extend(await self._drifted(unverified, applied))
 
-        changes = ChildChanges()
         results = await asyncio.gather(
             *(
                 self._client.apply(body, field_manager=self._field_manager, force=True)
@@ -351,7 +357,7 @@ class Children:
         )
         errors: list[BaseException] = []
         rejected: list[ChildRejected] = []
-        for (gvk, key, body, created), result in zip(plans, results, strict=True):
+        for (gvk, key, body, new), result in zip(plans, results, strict=True):
             if isinstance(result, BaseException):
                 if isinstance(result, ApiError) and is_rejection(result):
                     rejected.append(ChildRejected(gvk, key, result))
@@ -363,7 +369,7 @@ class Children:
                 resource_version_number(result),
                 result.get("metadata", {}).get("generation"),
             )
-            (changes.created if created else changes.updated).append(f"{gvk.kind} {key.name}")
+            (changes.created if new else changes.updated).append(f"{gvk.kind} {key.name}")
             changes.applied[(gvk, key)] = result
         # A failure a retry may cure goes first: raising a rejection would end the retries.
         errors.extend(rejected)

@@ -456,9 +456,13 @@ class GeneratedSecrets:
         secret: dict[str, Any] = await self._client.get(SECRET, g.name, w.namespace)
         return _Known.of(secret, self._transform)
 
-    async def digests(self, label: str, w: Workload) -> tuple[dict[str, str], list[Problem]]:
+    async def digests(
+        self, label: str, w: Workload, made: list[str] | None = None
+    ) -> tuple[dict[str, str], list[Problem]]:
         """``<secret>/<key>`` -> digest of each of ``w.generated``, creating those missing; and the
         problems that keep any of them from being used (``label`` names the owner in messages).
+        The Secrets created are appended to ``made`` (``"Secret <name>"``) for the caller to report
+        with the children's changes in one event; without ``made`` they get an event of their own.
 
         Raises what the API server raises: ``Invalid`` when it rejects a create (a ``CHILD_ERRORS``
         member, for the caller to report), anything else to be retried.
@@ -467,7 +471,8 @@ class GeneratedSecrets:
         memory = self._known.setdefault(ObjectKey(w.namespace, w.name), {})
         digests: dict[str, str] = {}
         problems: list[Problem] = []
-        made: list[str] = []
+        report = made is None
+        made = [] if made is None else made
         for g in w.generated:
             key = ObjectKey(w.namespace, g.name)
             live = self._informer.store.get(key)
@@ -506,7 +511,7 @@ class GeneratedSecrets:
                 )
                 continue
             digests[f"{g.name}/{g.key}"] = digest
-        if made and self._recorder is not None:
+        if report and made and self._recorder is not None:
             self._recorder.event(dict(w.owner), "Normal", "Created", f"Created {', '.join(made)}")
         return digests, problems
 
@@ -655,22 +660,29 @@ class WorkloadReconciler:
             if not problems and plan.workload is not None:
                 try:
                     workload = plan.workload
+                    made: list[str] = []
                     if workload.generated:
                         # Made before the children: the Deployment reads them, and their digests
                         # join the config hash.
-                        digests, found = await self.generated.digests(label, workload)
+                        digests, found = await self.generated.digests(label, workload, made)
                         problems.extend(found)
                         secret_digests = {**workload.secret_digests, **digests}
                         workload = dataclasses.replace(workload, secret_digests=secret_digests)
                     if not problems:
-                        applied = (await self.children.apply(obj, desired_children(workload))).applied
+                        # One event for what this reconcile made: the Secrets and the children.
+                        changes = await self.children.apply(obj, desired_children(workload), created=made)
+                        applied = changes.applied
+                    elif made:
+                        self.recorder.event(obj, "Normal", "Created", f"Created {', '.join(made)}")
                 except CHILD_ERRORS as e:
                     problems.append(child_problem(label, e))
                     if isinstance(e, ChildConflict):
                         # The namesake is not ours, so no watch of ours wakes us when it goes away.
                         result = Result(requeue_after=CONFLICT_RECHECK)
-            elif not problems and plan.refused:
-                # Everything it would run was refused: nothing runs (the generated Secrets stay).
+            elif plan.refused:
+                # Everything it would run was refused, or a refused reference meets another problem
+                # that keeps the new config from going out: the last one may still forward through
+                # what was refused (a revoked grant), so nothing runs (the generated Secrets stay).
                 await self.children.apply(obj, [])
             problems.extend(plan.refused)
 

@@ -13,18 +13,22 @@ What a caller may rely on:
   name a field path from the root (``upstreams[0].auth.secretEnv: Field required``). A file written
   for another ``apiVersion`` or ``kind`` is refused with a message naming the one the program reads.
 - ``dump(config)`` renders the canonical YAML text: keys in model order, unset optional fields left
-  out. Equal configs render to equal text, which is what the operator's config hash relies on.
+  out. Equal configs render to equal text, which is what the operator's config hash relies on. The
+  text of the last ``RENDERED`` distinct configs is kept (keyed by a digest of their JSON form), so an
+  operator reconciling an unchanged object does not render the same YAML again.
 - Secret values are never part of a config: fields that carry a secret name the environment variable
   that holds it (``...Env``), and the Deployment fills that variable from the Secret.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import hashlib
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Final, TypeVar
 
+import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
@@ -137,8 +141,22 @@ def load_file(model: type[ModelT], path: str | Path) -> ModelT:
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
+RENDERED: Final = 4096
+"""How many distinct configs ``dump`` keeps the text of (a few MiB at most)."""
+_rendered: OrderedDict[bytes, str] = OrderedDict()
+
+
 def dump(config: ConfigModel) -> str:
     """The canonical YAML text of ``config``."""
     data = config.model_dump(mode="json", by_alias=True, exclude_none=True)
-    text: str = yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    # YAML rendering is pure Python and costs 10x the JSON dump; an unchanged config is rendered once.
+    key = hashlib.blake2b(orjson.dumps(data), digest_size=16).digest()
+    text = _rendered.get(key)
+    if text is not None:
+        _rendered.move_to_end(key)
+        return text
+    text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    _rendered[key] = text
+    if len(_rendered) > RENDERED:
+        _rendered.popitem(last=False)
     return text

@@ -26,6 +26,7 @@ from agentkube.controllers.kinds import (
     HTTP_ROUTE,
     MCP,
     NAMESPACE,
+    SECRET,
     TOOL_SERVER,
 )
 from agentkube.runtime.gvk import GVK
@@ -291,6 +292,36 @@ async def test_cross_namespace_mcp_ref_resolves_with_a_grant_and_revoking_it_rem
         return "http://local" in text and shared_url not in text
 
     await eventually(upstream_gone, "the revoked upstream is removed from the proxy")
+
+
+async def test_revoking_a_grant_while_another_problem_holds_the_config_back_stops_the_proxy(
+    mcp_operator: RunningOperator, world: World, teams: list[str]
+) -> None:
+    owner, borrower = teams
+    await world.apply(mcp_object(owner, "shared", [{"name": "up", "kind": "http", "endpoint": "http://up"}]))
+    await world.apply(reference_grant(owner, "let-borrower-in", borrower, to_name="shared"))
+    await world.apply(secret_object(borrower, "local-pat", {"token": "t"}))
+    local = {
+        "name": "local",
+        "kind": "http",
+        "endpoint": "http://local",
+        "auth": {"mode": "bearer", "secretRef": {"name": "local-pat", "key": "token"}},
+    }
+    ref = {"name": "theirs", "kind": "mcpRef", "mcpRef": {"namespace": owner, "name": "shared"}}
+    await world.apply(mcp_object(borrower, "agent-tools", [local, ref]))
+    await eventually(lambda: world.get(DEPLOYMENT, "agent-tools", borrower), "the proxy runs with both")
+    # Another problem first (the last good config stays), then the grant goes.
+    await world.delete(SECRET, "local-pat", borrower)
+    await eventually(lambda: _condition(world, MCP, "agent-tools", borrower, "Accepted", "False"), "broken")
+    assert await world.get(DEPLOYMENT, "agent-tools", borrower) is not None, (
+        "a missing Secret alone stops nothing"
+    )
+    await world.delete(REFERENCE_GRANT, "let-borrower-in", owner)
+    await eventually(
+        lambda: _gone(world, DEPLOYMENT, "agent-tools", borrower),
+        "no proxy forwards through the revoked grant",
+    )
+    assert await world.get(CONFIG_MAP, "agent-tools-config", borrower) is None
 
 
 # ------------------------------------------------------------------------------------ helpers
