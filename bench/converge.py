@@ -183,6 +183,30 @@ def _mcp(i: int) -> dict[str, Any]:
     }
 
 
+async def watch_convergence(plane: ControlPlane, client: Client, n: int) -> tuple[Informer, asyncio.Event]:
+    """The bench namespace with the Secret every MCP names, and an informer of its MCPs whose event is
+    set once ``n`` of them are converged (run the informer to start watching)."""
+    plane.create_namespace(NAMESPACE)
+    token = base64.b64encode(b"ghp_bench").decode()
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pat", "namespace": NAMESPACE}}
+    await client.create({**secret, "data": {"token": token}})
+    done = asyncio.Event()
+    converged: set[str] = set()
+    informer = Informer(client, MCP, namespace=NAMESPACE)
+
+    def track(event: Event) -> None:
+        name = event.obj["metadata"]["name"]
+        if _converged(event.obj):
+            converged.add(name)
+        else:
+            converged.discard(name)
+        if len(converged) == n:
+            done.set()
+
+    informer.add_handler(track)
+    return informer, done
+
+
 def _converged(obj: dict[str, Any]) -> bool:
     status = obj.get("status") or {}
     generation = obj["metadata"].get("generation")
@@ -210,24 +234,7 @@ async def _measure(plane: ControlPlane, n: int, manager: subprocess.Popen[bytes]
         await Client.from_kubeconfig(str(plane.kubeconfig)) as client,
     ):
         await _wait_ready(session, port, manager)
-        plane.create_namespace(NAMESPACE)
-        token = base64.b64encode(b"ghp_bench").decode()
-        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pat", "namespace": NAMESPACE}}
-        await client.create({**secret, "data": {"token": token}})
-        done = asyncio.Event()
-        converged: set[str] = set()
-        informer = Informer(client, MCP, namespace=NAMESPACE)
-
-        def track(event: Event) -> None:
-            name = event.obj["metadata"]["name"]
-            if _converged(event.obj):
-                converged.add(name)
-            else:
-                converged.discard(name)
-            if len(converged) == n:
-                done.set()
-
-        informer.add_handler(track)
+        informer, done = await watch_convergence(plane, client, n)
         watching = asyncio.create_task(informer.run())
         await informer.wait_for_sync()
         before = await _scrape(session, port)

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["PKI", "CertKey"]
+__all__ = ["PKI", "CertKey", "CertificateAuthority"]
 
 _VALIDITY = datetime.timedelta(days=7)
 
@@ -43,19 +43,18 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-class PKI:
-    """A CA plus the leaf certificates of one control plane."""
+class CertificateAuthority:
+    """A self-signed CA (ECDSA P-256, valid from five minutes ago for a week) and the leaves it signs."""
 
-    def __init__(self) -> None:
-        now = datetime.datetime.now(datetime.UTC)
-        self._now = now - datetime.timedelta(minutes=5)  # tolerate a little clock skew
-        self._ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = _name("agentkube-envtest-ca")
-        self._ca_cert = (
+    def __init__(self, common_name: str) -> None:
+        self._now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)  # clock skew
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        name = _name(common_name)
+        self.certificate = (
             x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(self._ca_key.public_key())
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self._key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(self._now)
             .not_valid_after(self._now + _VALIDITY)
@@ -74,9 +73,48 @@ class PKI:
                 ),
                 critical=True,
             )
-            .sign(self._ca_key, hashes.SHA256())
+            .sign(self._key, hashes.SHA256())
         )
-        self.ca = CertKey(self._ca_cert.public_bytes(serialization.Encoding.PEM), _pem_key(self._ca_key))
+        self.ca = CertKey(self.certificate.public_bytes(serialization.Encoding.PEM), _pem_key(self._key))
+
+    def leaf(
+        self, subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName] | None = None
+    ) -> CertKey:
+        """A certificate for ``subject`` with extended key usage ``usage`` (and ``sans``), and its key."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(self._now)
+            .not_valid_after(self._now + _VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        cert = builder.sign(self._key, hashes.SHA256())
+        return CertKey(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
+
+    def server(self, hosts: list[str]) -> CertKey:
+        """A serving certificate for ``hosts`` (IP addresses and DNS names), named after the first."""
+        sans: list[x509.GeneralName] = []
+        for host in hosts:
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                sans.append(x509.DNSName(host))
+        return self.leaf(_name(hosts[0]), ExtendedKeyUsageOID.SERVER_AUTH, sans)
+
+
+class PKI:
+    """A CA plus the leaf certificates of one control plane."""
+
+    def __init__(self) -> None:
+        self._authority = CertificateAuthority("agentkube-envtest-ca")
+        self.ca = self._authority.ca
         self.serving = self._leaf(
             _name("kube-apiserver"),
             ExtendedKeyUsageOID.SERVER_AUTH,
@@ -125,22 +163,7 @@ class PKI:
     def _leaf(
         self, subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName] | None = None
     ) -> CertKey:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(self._ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(self._now)
-            .not_valid_after(self._now + _VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        )
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(self._ca_key, hashes.SHA256())
-        return CertKey(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
+        return self._authority.leaf(subject, usage, sans)
 
     def write(self, directory: Path) -> dict[str, Path]:
         """Write every file the processes read; returns their paths by role."""

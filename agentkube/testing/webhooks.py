@@ -35,19 +35,15 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime
-import ipaddress
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from agentkube.testing.controlplane import ControlPlane
+from agentkube.testing.pki import CertificateAuthority
 
 __all__ = [
     "WebhookCA",
@@ -59,14 +55,6 @@ __all__ = [
     "webhook_configuration",
 ]
 
-_VALIDITY = datetime.timedelta(days=7)
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
 
 def serial_of(pem: bytes) -> int:
     """The serial number of a PEM certificate."""
@@ -77,35 +65,8 @@ class WebhookCA:
     """A CA that signs webhook serving certificates; see the module docstring."""
 
     def __init__(self, common_name: str = "agentkube-webhook-ca") -> None:
-        self._now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
-        self._key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        self._cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self._key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(self._now)
-            .not_valid_after(self._now + _VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(self._key, hashes.SHA256())
-        )
-        self.pem = self._cert.public_bytes(serialization.Encoding.PEM)
+        self._authority = CertificateAuthority(common_name)
+        self.pem = self._authority.ca.cert
         self.bundle = base64.b64encode(self.pem).decode()
 
     def write_ca(self, path: Path) -> Path:
@@ -116,33 +77,11 @@ class WebhookCA:
     def issue(self, directory: Path, hosts: Sequence[str] = ("127.0.0.1", "localhost")) -> tuple[Path, Path]:
         """Write ``tls.crt`` and ``tls.key`` for ``hosts`` into ``directory``; their paths."""
         directory.mkdir(parents=True, exist_ok=True)
-        key = ec.generate_private_key(ec.SECP256R1())
-        sans: list[x509.GeneralName] = []
-        for host in hosts:
-            try:
-                sans.append(x509.IPAddress(ipaddress.ip_address(host)))
-            except ValueError:
-                sans.append(x509.DNSName(host))
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
-            .issuer_name(self._cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(self._now)
-            .not_valid_after(self._now + _VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .sign(self._key, hashes.SHA256())
-        )
+        issued = self._authority.server(list(hosts))
         cert_path, key_path = directory / "tls.crt", directory / "tls.key"
         # Write both beside the target, then rename each into place: a reader never sees a torn
         # file (a Secret volume swaps a symlink for the same reason).
-        for path, data in (
-            (key_path, _pem_key(key)),
-            (cert_path, cert.public_bytes(serialization.Encoding.PEM)),
-        ):
+        for path, data in ((key_path, issued.key), (cert_path, issued.cert)):
             tmp = path.with_name(f".{path.name}.tmp")
             tmp.write_bytes(data)
             tmp.chmod(0o600)

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import hashlib
 import os
@@ -61,12 +60,10 @@ from typing import Any
 
 import aiohttp
 
-from agentkube.controllers.kinds import MCP
 from agentkube.controllers.workload import MAX_CONCURRENT_RECONCILES
 from agentkube.runtime.client import Client
-from agentkube.runtime.informer import Event, Informer
 from agentkube.testing import ControlPlane
-from bench.converge import IN_FLIGHT, NAMESPACE, ROOT, _converged, _free_port, _mcp
+from bench.converge import IN_FLIGHT, ROOT, _free_port, _mcp, watch_convergence
 from bench.peers.children import write_children
 from bench.peers.connection import Connection
 from bench.peers.figures import Run, median_run, per_object, ratio, read_usage, writes_by_category
@@ -232,25 +229,7 @@ async def _measure(plane: ControlPlane, name: str, spec: Contender, n: int, rest
     connection = Connection.from_kubeconfig(kubeconfig)
     async with connection.session() as session, await Client.from_kubeconfig(kubeconfig) as client:
         writes = _Writes(connection, session)
-        plane.create_namespace(NAMESPACE)
-        token = base64.b64encode(b"ghp_bench").decode()
-        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pat", "namespace": NAMESPACE}}
-        await client.create({**secret, "data": {"token": token}})
-
-        done = asyncio.Event()
-        converged: set[str] = set()
-        informer = Informer(client, MCP, namespace=NAMESPACE)
-
-        def track(event: Event) -> None:
-            mcp_name = event.obj["metadata"]["name"]
-            if _converged(event.obj):
-                converged.add(mcp_name)
-            else:
-                converged.discard(mcp_name)
-            if len(converged) == n:
-                done.set()
-
-        informer.add_handler(track)
+        informer, done = await watch_convergence(plane, client, n)
         watching = asyncio.create_task(informer.run())
         with log.open("wb") as log_file:
             pipe = subprocess.PIPE if spec.ready_url is None else None

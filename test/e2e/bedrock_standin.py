@@ -51,7 +51,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from test.e2e.llm_standins import TOOL_ARGUMENTS, Received, StandIn, validate
+from test.e2e.llm_standins import TOOL_ARGUMENTS, StandIn, received, validate
 
 __all__ = [
     "ANTHROPIC_VERSION",
@@ -384,22 +384,12 @@ class BedrockStandIn(StandIn):
             return await self._sts(raw)
         if request.path == "/pod-identity":
             return self._pod_identity(request)
-        try:
-            body = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError:
-            body = None
         # The path as sent (percent-encoding kept): the signature covers it.
         raw_path = request.raw_path
+        got = received(request, raw, raw_path.split("?", 1)[0])
+        body = got.body
         with self._lock:
-            self.requests.append(
-                Received(
-                    raw_path.split("?", 1)[0],
-                    dict(request.query),
-                    {k.lower(): v for k, v in request.headers.items()},
-                    raw,
-                    body,
-                )
-            )
+            self.requests.append(got)
         parts = raw_path.split("?", 1)[0].split("/")
         if len(parts) != 4 or parts[1] != "model" or request.method != "POST":
             return self._aws_error(

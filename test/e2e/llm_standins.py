@@ -133,6 +133,17 @@ class Received:
     body: Any
 
 
+def received(request: web.Request, raw: bytes, path: str | None = None) -> Received:
+    """What a stand-in records of one request: ``path`` (default ``request.path``), query, headers
+    by lower-cased name, the raw body and its JSON (None when it is not JSON)."""
+    try:
+        body = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        body = None
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    return Received(request.path if path is None else path, dict(request.query), headers, raw, body)
+
+
 @dataclass
 class _Plan:
     mode: Literal["fail", "hang", "break"]
@@ -351,20 +362,10 @@ class StandIn:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         route = self._route(request.path)
         raw = await request.read()
-        try:
-            body = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError:
-            body = None
+        got = received(request, raw)
+        body = got.body
         with self._lock:
-            self.requests.append(
-                Received(
-                    request.path,
-                    dict(request.query),
-                    {k.lower(): v for k, v in request.headers.items()},
-                    raw,
-                    body,
-                )
-            )
+            self.requests.append(got)
         if route is None:
             return web.Response(status=404, text="404 page not found")
         api, deployment = route

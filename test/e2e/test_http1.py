@@ -9,20 +9,15 @@ connection closed under a request, an answer that is not HTTP); the local node's
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from agentkube.dataplane.http1 import ClientError, Pool
+from agentkube.testing.pki import CertificateAuthority
 from agentkube.testing.podnet import ServiceRouter
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -256,36 +251,18 @@ async def test_failures_are_client_errors_that_name_what_happened() -> None:
         closing_server.close()
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "upstream.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
+def _serving_files(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA's certificate, and a serving certificate for 127.0.0.1 it signed with its key."""
+    authority = CertificateAuthority("upstream-test-ca")
+    issued = authority.server(["127.0.0.1"])
+    paths = directory / "ca.crt", directory / "tls.crt", directory / "tls.key"
+    for path, data in zip(paths, (authority.ca.cert, issued.cert, issued.key), strict=True):
+        path.write_bytes(data)
+    return paths
 
 
 async def test_tls_is_verified_and_tunnels_through_the_nodes_proxy(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    ca, cert, key = _serving_files(tmp_path)
     serving = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     serving.load_cert_chain(cert, key)
 
@@ -293,7 +270,7 @@ async def test_tls_is_verified_and_tunnels_through_the_nodes_proxy(tmp_path: Pat
         return web.Response(text=f"secure {request.secure} {request.path}")
 
     runner, port = await _serve(handler, serving)
-    trusting = ssl.create_default_context(cafile=str(cert))
+    trusting = ssl.create_default_context(cafile=str(ca))
     pool, strict = Pool(ssl_context=trusting), Pool()
     try:
         response = await pool.request("POST", f"https://127.0.0.1:{port}/direct", {}, b"")

@@ -48,7 +48,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from test.e2e.llm_standins import TOOL_ARGUMENTS, Received, StandIn, validate
+from test.e2e.llm_standins import TOOL_ARGUMENTS, StandIn, received, validate
 
 __all__ = ["SIGNATURE", "VertexStandIn"]
 
@@ -268,20 +268,10 @@ class VertexStandIn(StandIn):
         if request.path == "/" or request.path.startswith("/computeMetadata/"):
             return self._metadata(request)
         raw = await request.read()
-        try:
-            body = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError:
-            body = None
+        got = received(request, raw)
+        body = got.body
         with self._lock:
-            self.requests.append(
-                Received(
-                    request.path,
-                    dict(request.query),
-                    {k.lower(): v for k, v in request.headers.items()},
-                    raw,
-                    body,
-                )
-            )
+            self.requests.append(got)
         prefix = f"/v1/projects/{self.project}/locations/{self.location}/publishers/"
         if not request.path.startswith(prefix) or request.method != "POST":
             return self.google_error(404, f"stand-in: no such resource {request.path}")
