@@ -226,7 +226,7 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         self._tunnel: asyncio.Future[bytes] | None = None
         self._tunnel_buffer = b""
-        self.idle_handle: asyncio.TimerHandle | None = None
+        self.idle_since = 0.0
 
     # -- asyncio.Protocol
 
@@ -379,6 +379,8 @@ class Pool:
         self._ssl = ssl_context
         self._idle: dict[tuple[_Origin, str | None], list[_Connection]] = {}
         self._closed = False
+        # One timer for all idle connections (not one per request): it closes those idle too long.
+        self._sweeper: asyncio.TimerHandle | None = None
 
     @property
     def ssl_context(self) -> ssl.SSLContext:
@@ -432,14 +434,18 @@ class Pool:
 
     def _take(self, key: tuple[_Origin, str | None]) -> _Connection | None:
         idle = self._idle.get(key)
+        if not idle:
+            return None
+        now = asyncio.get_running_loop().time()
         while idle:
-            conn = idle.pop()
-            if conn.idle_handle is not None:
-                conn.idle_handle.cancel()
-                conn.idle_handle = None
-            if not conn.lost:
-                conn.reused = True
-                return conn
+            conn = idle.pop()  # the most recently used: the likeliest to be open still
+            if conn.lost:
+                continue
+            if now - conn.idle_since > self.keepalive_seconds:
+                conn.abort()
+                continue
+            conn.reused = True
+            return conn
         return None
 
     async def _connect(
@@ -501,20 +507,38 @@ class Pool:
         if len(idle) >= self.max_idle:
             conn.abort()
             return
+        loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
         idle.append(conn)
-        conn.idle_handle = asyncio.get_running_loop().call_later(self.keepalive_seconds, conn.abort)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self.keepalive_seconds, self._sweep)
+
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        oldest: float | None = None
+        for idle in self._idle.values():
+            for conn in list(idle):
+                if now - conn.idle_since >= self.keepalive_seconds:
+                    idle.remove(conn)
+                    conn.abort()
+                elif oldest is None or conn.idle_since < oldest:
+                    oldest = conn.idle_since
+        self._sweeper = (
+            None if oldest is None else loop.call_later(oldest + self.keepalive_seconds - now, self._sweep)
+        )
 
     def forget(self, conn: _Connection) -> None:
         idle = self._idle.get(conn.key)
         if idle and conn in idle:
             idle.remove(conn)
-        if conn.idle_handle is not None:
-            conn.idle_handle.cancel()
-            conn.idle_handle = None
 
     async def close(self) -> None:
         """Close every idle connection; answers being read keep theirs until released."""
         self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for idle in self._idle.values():
             for conn in list(idle):
                 conn.abort()

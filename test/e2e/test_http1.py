@@ -308,3 +308,22 @@ async def test_plain_http_through_the_nodes_proxy_names_the_absolute_url(
                 response.release()
     finally:
         await pool.close()
+
+
+async def test_an_idle_connection_is_closed_after_keepalive_seconds(echo: tuple[int, list[object]]) -> None:
+    port, transports = echo
+    pool = Pool(keepalive_seconds=0.2)
+    try:
+        response = await pool.request("POST", f"http://127.0.0.1:{port}/", {}, b"")
+        await response.read()
+        server_side = transports[-1]
+        assert isinstance(server_side, asyncio.Transport)
+        deadline = asyncio.get_running_loop().time() + 10
+        while not server_side.is_closing():  # the pool's sweep closes it; the server sees the end
+            assert asyncio.get_running_loop().time() < deadline, "the idle connection was never closed"
+            await asyncio.sleep(0.05)
+        again = await pool.request("POST", f"http://127.0.0.1:{port}/", {}, b"")
+        await again.read()
+    finally:
+        await pool.close()
+    assert len({id(t) for t in transports}) == 2

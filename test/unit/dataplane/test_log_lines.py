@@ -59,3 +59,16 @@ def test_outside_a_loop_a_line_is_written_at_once_and_a_full_pipe_keeps_the_rest
     finally:
         os.close(read)
         os.close(write)
+
+
+def test_timestamps_are_iso_utc_with_microseconds_as_structlogs_own() -> None:
+    import re
+
+    from structlog.processors import TimeStamper
+
+    from agentkube.dataplane.server import _timestamp
+
+    ours = _timestamp(None, "info", {})["timestamp"]
+    theirs = TimeStamper(fmt="iso", utc=True)(None, "info", {})["timestamp"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", ours)
+    assert ours[:19] == theirs[:19] or ours[:17] == theirs[:17]  # the same second (or its edge)
