@@ -582,11 +582,11 @@ def _document(doc: ir.Document) -> dict[str, Any]:
 def parse_usage(usage: Any) -> ir.Usage:
     if not isinstance(usage, dict):
         return ir.Usage()
-    read = _int(usage.get("cache_read_input_tokens"))
-    write = _int(usage.get("cache_creation_input_tokens"))
+    read = f.count(usage.get("cache_read_input_tokens"))
+    write = f.count(usage.get("cache_creation_input_tokens"))
     return ir.Usage(
-        input_tokens=_int(usage.get("input_tokens")) + read + write,
-        output_tokens=_int(usage.get("output_tokens")),
+        input_tokens=f.count(usage.get("input_tokens")) + read + write,
+        output_tokens=f.count(usage.get("output_tokens")),
         cache_read_tokens=read,
         cache_write_tokens=write,
     )
@@ -599,10 +599,6 @@ def usage_dict(usage: ir.Usage) -> dict[str, Any]:
         "cache_creation_input_tokens": usage.cache_write_tokens,
         "cache_read_input_tokens": usage.cache_read_tokens,
     }
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _block_part(block: dict[str, Any]) -> ir.Part | None:

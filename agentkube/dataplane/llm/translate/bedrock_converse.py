@@ -335,18 +335,14 @@ def _guess(url: str, formats: dict[str, str]) -> str | None:
 # --- responses ------------------------------------------------------------------------------------
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 def parse_usage(usage: Any) -> ir.Usage:
     if not isinstance(usage, dict):
         return ir.Usage()
-    read = _int(usage.get("cacheReadInputTokens"))
-    write = _int(usage.get("cacheWriteInputTokens"))
+    read = f.count(usage.get("cacheReadInputTokens"))
+    write = f.count(usage.get("cacheWriteInputTokens"))
     return ir.Usage(
-        input_tokens=_int(usage.get("inputTokens")) + read + write,
-        output_tokens=_int(usage.get("outputTokens")),
+        input_tokens=f.count(usage.get("inputTokens")) + read + write,
+        output_tokens=f.count(usage.get("outputTokens")),
         cache_read_tokens=read,
         cache_write_tokens=write,
     )

@@ -20,6 +20,7 @@ __all__ = [
     "at",
     "boolean",
     "check_known",
+    "count",
     "elements",
     "integer",
     "items",
@@ -34,6 +35,12 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+def count(value: Any) -> int:
+    """An upstream's token count: the integer it sent, else 0 (a missing or malformed count counts
+    as none; ``True`` is not 1)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def as_obj(value: Any) -> dict[str, Any]:

@@ -503,10 +503,10 @@ def parse_usage(usage: Any) -> ir.Usage | None:
     prompt = usage.get("prompt_tokens_details") or {}
     completion = usage.get("completion_tokens_details") or {}
     return ir.Usage(
-        input_tokens=_int(usage.get("prompt_tokens")),
-        output_tokens=_int(usage.get("completion_tokens")),
-        cache_read_tokens=_int(prompt.get("cached_tokens")) if isinstance(prompt, dict) else 0,
-        cache_write_tokens=_int(prompt.get("cache_write_tokens")) if isinstance(prompt, dict) else 0,
+        input_tokens=f.count(usage.get("prompt_tokens")),
+        output_tokens=f.count(usage.get("completion_tokens")),
+        cache_read_tokens=f.count(prompt.get("cached_tokens")) if isinstance(prompt, dict) else 0,
+        cache_write_tokens=f.count(prompt.get("cache_write_tokens")) if isinstance(prompt, dict) else 0,
         reasoning_tokens=(
             completion.get("reasoning_tokens")
             if isinstance(completion, dict) and isinstance(completion.get("reasoning_tokens"), int)
@@ -536,10 +536,6 @@ def usage_only(data: bytes) -> bool:
     except orjson.JSONDecodeError:
         return False
     return isinstance(chunk, dict) and chunk.get("choices") == [] and isinstance(chunk.get("usage"), dict)
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def parse_response(body: dict[str, Any]) -> ir.Response:

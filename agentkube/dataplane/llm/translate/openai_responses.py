@@ -431,10 +431,6 @@ def _build_input(messages: list[ir.Message]) -> list[dict[str, Any]]:
 # --- responses ------------------------------------------------------------------------------------
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 def parse_usage(usage: Any) -> ir.Usage | None:
     if not isinstance(usage, dict):
         return None
@@ -444,10 +440,10 @@ def parse_usage(usage: Any) -> ir.Usage | None:
     outputs = outputs if isinstance(outputs, dict) else {}
     reasoning = outputs.get("reasoning_tokens")
     return ir.Usage(
-        input_tokens=_int(usage.get("input_tokens")),
-        output_tokens=_int(usage.get("output_tokens")),
-        cache_read_tokens=_int(inputs.get("cached_tokens")),
-        cache_write_tokens=_int(inputs.get("cache_write_tokens")),
+        input_tokens=f.count(usage.get("input_tokens")),
+        output_tokens=f.count(usage.get("output_tokens")),
+        cache_read_tokens=f.count(inputs.get("cached_tokens")),
+        cache_write_tokens=f.count(inputs.get("cache_write_tokens")),
         reasoning_tokens=reasoning if isinstance(reasoning, int) else None,
     )
 
