@@ -25,6 +25,11 @@ What a caller may rely on:
   have acted on it. Idle connections are closed after ``keepalive_seconds``.
 - A body is buffered up to ``high_water`` bytes when the reader is slower than the upstream; beyond
   that the connection stops reading until the buffer drains (TCP flow control, never unbounded).
+- Timeouts cost no timer per request: ``request(..., answer_seconds=T)`` gives the answer's head and body
+  ``T`` seconds from the send, and ``Response.idle_timeout(S)`` then limits each later read to ``S``
+  seconds of waiting (a stream's silence); one timer per pool, set for the earliest deadline, ends
+  whatever is late with ``Timeout`` (a ``ClientError`` and a ``TimeoutError``) and closes its
+  connection. Deadlines are kept to within the event loop's timer precision (about a millisecond).
 - No compression is asked for (no ``Accept-Encoding``), so bodies arrive as sent. Header names and
   values are the caller's; a value with a line break is refused (``ValueError``).
 """
@@ -42,7 +47,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-__all__ = ["ClientError", "Headers", "Pool", "Response"]
+__all__ = ["ClientError", "Headers", "Pool", "Response", "Timeout"]
 
 _HIGH_WATER: Final = 1 << 20
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
@@ -50,6 +55,10 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 class ClientError(Exception):
     """The upstream could not be reached, or its answer could not be read to its end."""
+
+
+class Timeout(ClientError, TimeoutError):
+    """The answer (or, after ``Response.idle_timeout``, its next bytes) did not arrive in time."""
 
 
 class Headers(dict[str, str]):
@@ -113,6 +122,7 @@ class Response:
         "_conn",
         "_done",
         "_error",
+        "_idle",
         "_size",
         "_waiter",
         "content_type",
@@ -131,6 +141,7 @@ class Response:
         self._done = False
         self._error: ClientError | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._idle: float | None = None
 
     # -- fed by the connection
 
@@ -158,6 +169,13 @@ class Response:
         """Whether the whole body has arrived and been read."""
         return self._done and not self._chunks and self._error is None
 
+    def idle_timeout(self, seconds: float | None) -> None:
+        """From now on, each read waits at most ``seconds`` for more bytes (``Timeout`` after that);
+        the request's own ``answer_seconds`` no longer applies. None: reads wait as long as it takes."""
+        self._idle = seconds
+        if self._conn is not None:
+            self._conn.disarm()
+
     async def readany(self) -> bytes:
         """What has arrived since the last read (waiting for something); ``b""`` at the end."""
         while not self._chunks:
@@ -165,11 +183,17 @@ class Response:
                 if self._error is not None:
                     raise self._error
                 return b""
-            self._waiter = asyncio.get_running_loop().create_future()
+            conn = self._conn
+            loop = conn.loop if conn is not None else asyncio.get_running_loop()
+            if self._idle is not None and conn is not None:
+                conn.arm(loop.time() + self._idle)
+            self._waiter = loop.create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
+                if self._idle is not None and conn is not None:
+                    conn.disarm()
         chunk = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
         self._chunks.clear()
         self._size = 0
@@ -210,9 +234,10 @@ class Response:
 class _Connection(asyncio.Protocol):
     """One kept-alive connection: one request at a time, its answer parsed as bytes arrive."""
 
-    def __init__(self, pool: Pool, key: tuple[_Origin, str | None]) -> None:
+    def __init__(self, pool: Pool, key: tuple[_Origin, str | None], loop: asyncio.AbstractEventLoop) -> None:
         self._pool = pool
         self.key = key
+        self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.reused = False
         self.received = False
@@ -227,6 +252,8 @@ class _Connection(asyncio.Protocol):
         self._tunnel: asyncio.Future[bytes] | None = None
         self._tunnel_buffer = b""
         self.idle_since = 0.0
+        self.deadline = 0.0
+        """When the answer (or the read waiting) is late; 0: no deadline."""
 
     # -- asyncio.Protocol
 
@@ -248,6 +275,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        self.disarm()
         self._pool.forget(self)
         if self._tunnel is not None and not self._tunnel.done():
             self._tunnel.set_exception(ClientError("the proxy closed the connection during CONNECT"))
@@ -296,6 +324,7 @@ class _Connection(asyncio.Protocol):
         if self._response is None:  # the end of an interim answer
             return
         self._complete = True
+        self.disarm()  # all of it is here: nothing left to be late
         self._response._finish()
 
     # -- used by the pool and the response
@@ -317,7 +346,7 @@ class _Connection(asyncio.Protocol):
         self._response = None
         self._complete = False
         self.received = False
-        self._head = asyncio.get_running_loop().create_future()
+        self._head = self.loop.create_future()
         self.transport.write(data)
         return self._head
 
@@ -331,7 +360,22 @@ class _Connection(asyncio.Protocol):
             self._paused = False
             self.transport.resume_reading()
 
+    def arm(self, deadline: float) -> None:
+        self.deadline = deadline
+        self._pool.watch(self)
+
+    def disarm(self) -> None:
+        if self.deadline:
+            self.deadline = 0.0
+            self._pool.unwatch(self)
+
+    def expire(self) -> None:
+        self.deadline = 0.0
+        self._fail(Timeout("the upstream's answer did not arrive in time"))
+        self.abort()
+
     def done(self, *, reusable: bool) -> None:
+        self.disarm()
         if reusable and self._complete and self._keep and not self.lost:
             self.resume()
             self._head = None
@@ -347,7 +391,7 @@ class _Connection(asyncio.Protocol):
     async def tunnel(self, request: bytes) -> None:
         """Send ``CONNECT`` and wait for the proxy's 2xx (the tunnel then carries TLS)."""
         assert self.transport is not None
-        self._tunnel = asyncio.get_running_loop().create_future()
+        self._tunnel = self.loop.create_future()
         self.transport.write(request)
         try:
             answer = await self._tunnel
@@ -377,10 +421,16 @@ class Pool:
         self.keepalive_seconds = keepalive_seconds
         self.max_idle = max_idle
         self._ssl = ssl_context
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop of the first request: a pool serves one event loop."""
         self._idle: dict[tuple[_Origin, str | None], list[_Connection]] = {}
         self._closed = False
         # One timer for all idle connections (not one per request): it closes those idle too long.
         self._sweeper: asyncio.TimerHandle | None = None
+        # One timer for every deadline, set for the earliest (see the module's docstring).
+        self._timed: set[_Connection] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     @property
     def ssl_context(self) -> ssl.SSLContext:
@@ -398,8 +448,14 @@ class Pool:
         proxy: str | None = None,
         proxy_headers: Mapping[str, str] | None = None,
         connect_seconds: float | None = None,
+        answer_seconds: float | None = None,
     ) -> Response:
-        """Send one request; the answer once its head has arrived (see the module's docstring)."""
+        """Send one request; the answer once its head has arrived (see the module's docstring).
+
+        ``answer_seconds``: seconds from now for the answer's head and its whole body (``Timeout`` after
+        that, and the connection is closed), unless ``Response.idle_timeout`` changes it; None: no
+        limit. ``connect_seconds`` (default: the pool's) bounds making a new connection, inside it.
+        """
         if self._closed:
             raise ClientError("the client is closed")
         origin, target = _split(url)
@@ -416,13 +472,27 @@ class Pool:
         lines.append("\r\n")
         data = "".join(lines).encode("latin-1") + body
         key = (origin, proxy)
+        loop = self._loop
+        if loop is None:  # asyncio.get_running_loop() is a getpid() syscall on Python 3.11: once
+            loop = self._loop = asyncio.get_running_loop()
+        deadline = loop.time() + answer_seconds if answer_seconds is not None else 0.0
         for attempt in (0, 1):
-            conn = self._take(key) if attempt == 0 else None
+            conn = self._take(key, loop) if attempt == 0 else None
             if conn is None:
-                conn = await self._connect(origin, proxy, proxy_headers, connect_seconds)
+                if deadline:
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        raise Timeout("the upstream's answer did not arrive in time")
+                    limit = connect_seconds if connect_seconds is not None else self.connect_seconds
+                    connect_seconds = min(limit, left)
+                conn = await self._connect(loop, origin, proxy, proxy_headers, connect_seconds)
+            if deadline:
+                conn.arm(deadline)
             head = conn.start(data)
             try:
                 return await head
+            except Timeout:
+                raise  # its connection is closed already; late is late, on any connection
             except ClientError:
                 if attempt == 0 and conn.reused and not conn.received:
                     continue  # the server had closed the idle connection; it never saw this request
@@ -432,11 +502,11 @@ class Pool:
                 raise
         raise AssertionError("unreachable")
 
-    def _take(self, key: tuple[_Origin, str | None]) -> _Connection | None:
+    def _take(self, key: tuple[_Origin, str | None], loop: asyncio.AbstractEventLoop) -> _Connection | None:
         idle = self._idle.get(key)
         if not idle:
             return None
-        now = asyncio.get_running_loop().time()
+        now = loop.time()
         while idle:
             conn = idle.pop()  # the most recently used: the likeliest to be open still
             if conn.lost:
@@ -450,13 +520,13 @@ class Pool:
 
     async def _connect(
         self,
+        loop: asyncio.AbstractEventLoop,
         origin: _Origin,
         proxy: str | None,
         proxy_headers: Mapping[str, str] | None,
         connect_seconds: float | None,
     ) -> _Connection:
-        loop = asyncio.get_running_loop()
-        conn = _Connection(self, (origin, proxy))
+        conn = _Connection(self, (origin, proxy), loop)
         tls = origin.scheme == "https"
         timeout = connect_seconds if connect_seconds is not None else self.connect_seconds
         try:
@@ -507,14 +577,15 @@ class Pool:
         if len(idle) >= self.max_idle:
             conn.abort()
             return
-        loop = asyncio.get_running_loop()
+        loop = conn.loop
         conn.idle_since = loop.time()
         idle.append(conn)
         if self._sweeper is None:
             self._sweeper = loop.call_later(self.keepalive_seconds, self._sweep)
 
     def _sweep(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None
         now = loop.time()
         oldest: float | None = None
         for idle in self._idle.values():
@@ -527,6 +598,32 @@ class Pool:
         self._sweeper = (
             None if oldest is None else loop.call_later(oldest + self.keepalive_seconds - now, self._sweep)
         )
+
+    def watch(self, conn: _Connection) -> None:
+        """Note ``conn.deadline``; the timer is moved only when this deadline is the earliest."""
+        self._timed.add(conn)
+        timer = self._timer
+        if timer is None or conn.deadline < self._timer_at:
+            if timer is not None:
+                timer.cancel()
+            self._timer_at = conn.deadline
+            self._timer = conn.loop.call_at(conn.deadline, self._expire)
+
+    def unwatch(self, conn: _Connection) -> None:
+        self._timed.discard(conn)  # the timer stays: when it fires, it finds the next deadline
+
+    def _expire(self) -> None:
+        self._timer = None
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        late = [conn for conn in self._timed if conn.deadline <= now]
+        for conn in late:
+            self._timed.discard(conn)
+            conn.expire()
+        if self._timed:
+            self._timer_at = min(conn.deadline for conn in self._timed)
+            self._timer = loop.call_at(self._timer_at, self._expire)
 
     def forget(self, conn: _Connection) -> None:
         idle = self._idle.get(conn.key)

@@ -32,20 +32,21 @@ import argparse
 import asyncio
 import atexit
 import contextlib
+import gc
 import logging
 import os
 import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import orjson
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-__all__ = ["Hook", "Program", "Runnable", "configure_logging", "serve_main"]
+__all__ = ["Hook", "Program", "Runnable", "configure_logging", "log_info", "serve_main"]
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -122,11 +123,36 @@ def _line_writer(*args: Any) -> _LineWriter:
     return _lines
 
 
+_info_lines: _LineWriter | None = None
+"""Where ``log_info`` writes directly: set when logs are JSON lines at level info or below."""
+
+
+def log_info(event: str, fields: dict[str, Any]) -> None:
+    """``log.info(event, **fields)`` for a line a program writes per request: the same JSON line
+    structlog would write (the fields, ``event``, ``level``, ``timestamp``), at a third of the cost;
+    through structlog when logs are console or the level is above info. ``fields`` is consumed."""
+    lines = _info_lines
+    if lines is None:
+        if _info_enabled:
+            log.info(event, **fields)
+        return
+    fields["event"] = event
+    fields["level"] = "info"
+    _timestamp(None, "info", fields)
+    lines.msg(orjson.dumps(fields))
+
+
+_info_enabled = True
+
+
 def configure_logging(level: str = "info", fmt: Literal["json", "console"] = "json") -> None:
     """structlog for a data-plane program: level by name, JSON lines or console, ISO timestamps."""
+    global _info_lines, _info_enabled
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}")
+    _info_enabled = numeric <= logging.INFO
+    _info_lines = _line_writer() if fmt == "json" and _info_enabled else None
     # JSON lines are rendered by orjson as bytes (half the cost of the standard json module, which
     # matters at one line per request); the console form is for people and stays text.
     renderer: Any
@@ -268,6 +294,7 @@ class Program:
             log.info("serving", port=self.bound["api"], metrics_port=self.bound["metrics"])
             if started is not None:
                 await started()
+            _settle_memory()
             await self._stop.wait()
             log.info("draining", grace_seconds=self.grace_seconds)
             self.draining = True
@@ -292,6 +319,19 @@ class Program:
                 await hook()
             except Exception:
                 log.exception("drain hook failed")
+
+
+def _settle_memory() -> None:
+    """What the program made to start (modules, the config, pydantic's validators, the metrics) lives as
+    long as it does: moved out of the cyclic collector's sight (``gc.freeze``) so that no collection
+    walks it again, and young collections made rarer, since a request's objects are freed by their
+    reference counts and rarely form cycles."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(_GC_YOUNG, *gc.get_threshold()[1:])
+
+
+_GC_YOUNG: Final = 20_000
 
 
 def _bound_port(runner: web.AppRunner, asked: int) -> int:

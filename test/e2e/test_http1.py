@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from agentkube.dataplane.http1 import ClientError, Pool
+from agentkube.dataplane.http1 import ClientError, Pool, Timeout
 from agentkube.testing.pki import CertificateAuthority
 from agentkube.testing.podnet import ServiceRouter
 
@@ -327,3 +327,74 @@ async def test_an_idle_connection_is_closed_after_keepalive_seconds(echo: tuple[
     finally:
         await pool.close()
     assert len({id(t) for t in transports}) == 2
+
+
+async def test_an_answer_late_in_its_head_body_or_stream_raises_timeout_and_the_next_is_served() -> None:
+    """One timer per pool: a head, a body or (after idle_timeout) a stream's next bytes that come late
+    end in ``Timeout`` (a ClientError and a TimeoutError), the late connection is closed, and neither
+    the late request is sent again nor the prompt ones around it are cut."""
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(request.path)
+        if request.path == "/slow-head":
+            await asyncio.wait_for(release.wait(), 10)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: one\n\n")
+        if request.path in ("/slow-body", "/silent-stream"):
+            await asyncio.wait_for(release.wait(), 10)
+        await response.write_eof()
+        return response
+
+    runner, port = await _serve(handler)
+    pool = Pool()
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        with pytest.raises(Timeout) as late_head:
+            await pool.request("POST", f"http://127.0.0.1:{port}/slow-head", {}, b"{}", answer_seconds=0.2)
+        assert isinstance(late_head.value, TimeoutError) and isinstance(late_head.value, ClientError)
+        assert 0.15 <= loop.time() - started < 5
+
+        slow = await pool.request("POST", f"http://127.0.0.1:{port}/slow-body", {}, b"{}", answer_seconds=0.3)
+        assert slow.status == 200
+        with pytest.raises(Timeout):
+            await slow.read()
+
+        prompt = await pool.request("POST", f"http://127.0.0.1:{port}/fast", {}, b"{}", answer_seconds=0.3)
+        assert await prompt.read() == b"data: one\n\n"
+
+        stream = await pool.request(
+            "POST", f"http://127.0.0.1:{port}/silent-stream", {}, b"{}", answer_seconds=0.2
+        )
+        stream.idle_timeout(0.5)  # replaces the 0.2 s for the whole answer
+        assert await stream.readany() == b"data: one\n\n"
+        started = loop.time()
+        with pytest.raises(Timeout):
+            await stream.readany()
+        assert 0.4 <= loop.time() - started < 5, "the idle limit counts from the read, not the send"
+    finally:
+        release.set()
+        await pool.close()
+        await runner.cleanup()
+    assert seen.count("/slow-head") == 1, "a late request is not sent again"
+
+
+async def test_a_deadline_met_leaves_the_connection_kept_alive(echo: tuple[int, list[object]]) -> None:
+    port, transports = echo
+    pool = Pool()
+    try:
+        for _ in range(3):
+            response = await pool.request("POST", f"http://127.0.0.1:{port}/x", {}, b"{}", answer_seconds=0.2)
+            assert response.status == 200 and await response.read()
+        deadline = asyncio.get_running_loop().time() + 5
+        while pool._timer is not None:  # the pool's one timer fires for the 0.2 s deadlines, then stops
+            assert asyncio.get_running_loop().time() < deadline, "the deadline timer never fired"
+            await asyncio.sleep(0.05)
+        again = await pool.request("POST", f"http://127.0.0.1:{port}/x", {}, b"{}")
+        assert await again.read()
+    finally:
+        await pool.close()
+    assert len({id(t) for t in transports}) == 1, "deadlines met close nothing"

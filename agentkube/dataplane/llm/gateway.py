@@ -85,6 +85,7 @@ from agentkube.dataplane.llm.providers import Outgoing, Provider
 from agentkube.dataplane.llm.providers.sse import EventTooLarge
 from agentkube.dataplane.llm.ratelimit import Limiter, scope_key
 from agentkube.dataplane.llm.routing import Candidate, Router, UnknownModel, retryable
+from agentkube.dataplane.server import log_info
 
 __all__ = ["Gateway", "Policies", "rewrite_model"]
 
@@ -209,12 +210,18 @@ class Gateway:
         self.tracer = tracer
         self.debug = debug
         self.http: Pool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._owners = self._model_owners()
         # Per request, labels() costs a lock and a validation of every value; the children of the
         # few hot metrics are kept here instead (label values come from bounded sets, see metrics).
         self._children: dict[tuple[Any, ...], Any] = {}
         for name in self.providers:
             metrics.cooling.labels(name).set_function(_cooling(router, name))
+        # Requests in flight are counted here and read at scrape time: no metric lock per request.
+        self._in_flight: dict[API, int] = {}
+        for api in (CHAT, RESPONSES, EMBEDDINGS, MESSAGES):
+            self._in_flight[api] = 0
+            metrics.in_flight.labels(api).set_function(_reader(self._in_flight, api))
 
     def _child(self, metric: M, *values: str) -> M:
         """``metric.labels(*values)``, made once per label set."""
@@ -332,8 +339,7 @@ class Gateway:
         self, request: web.Request, api: API, *, count_tokens: bool = False
     ) -> web.StreamResponse:
         call = _Call(api, request, time.perf_counter(), count_tokens=count_tokens)
-        in_flight = self._child(self.metrics.in_flight, api)
-        in_flight.inc()
+        self._in_flight[api] += 1
         span = self._server_span(call)
         response: web.StreamResponse
         try:
@@ -358,11 +364,14 @@ class Gateway:
                 )
                 response = self._failure(call, failure)
         finally:
-            in_flight.dec()
+            self._in_flight[api] -= 1
             # The request's metrics, log line and span end once its answer is on its way: aiohttp
             # writes a returned answer before the loop turns, and this runs on the next turn, before
             # any I/O that turn brings (so a scrape after the answer still counts it).
-            asyncio.get_running_loop().call_soon(self._finish, call, span)
+            loop = self._loop
+            if loop is None:  # asyncio.get_running_loop() is a getpid() syscall on Python 3.11: once
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self._finish, call, span)
         return response
 
     def _failure(self, call: _Call, failure: Failure) -> web.Response:
@@ -407,10 +416,9 @@ class Gateway:
 
     async def _read(self, request: web.Request) -> bytes:
         limit = self.config.limits.max_request_bytes
-        too_large = Failure("request_too_large", f"request body exceeds {limit} bytes")
         length = request.content_length
         if length is not None and length > limit:
-            raise too_large
+            raise _too_large(limit)
         if length is not None:  # one read instead of a loop of chunks (the common case)
             try:
                 return await request.content.readexactly(length)
@@ -420,7 +428,7 @@ class Gateway:
         async for chunk in request.content.iter_chunked(65536):
             body += chunk
             if len(body) > limit:
-                raise too_large
+                raise _too_large(limit)
         return bytes(body)
 
     # ---------------------------------------------------------------------------------- policies
@@ -635,30 +643,32 @@ class Gateway:
         span = self._client_span(call, provider, candidate, outgoing)
         try:
             try:
-                async with asyncio.timeout(timeouts.first_byte_seconds):
-                    upstream = await self.http.request(
-                        "POST",
-                        outgoing.url,
-                        outgoing.headers,
-                        outgoing.body,
-                        connect_seconds=timeouts.connect_seconds,
-                        **outgoing.extra,
+                # The first-byte timeout covers the answer's head and, unless it streams, its body.
+                upstream = await self.http.request(
+                    "POST",
+                    outgoing.url,
+                    outgoing.headers,
+                    outgoing.body,
+                    connect_seconds=timeouts.connect_seconds,
+                    answer_seconds=timeouts.first_byte_seconds,
+                    **outgoing.extra,
+                )
+                try:
+                    streaming = (
+                        call.stream
+                        and upstream.status < 300
+                        and upstream.content_type in provider.stream_types
                     )
-                    try:
-                        streaming = (
-                            call.stream
-                            and upstream.status < 300
-                            and upstream.content_type in provider.stream_types
-                        )
-                        if streaming:
-                            first = await upstream.readany()
-                            body = b""
-                        else:
-                            first = b""
-                            body = await upstream.read(None if upstream.status < 300 else MAX_ERROR_BYTES)
-                    except BaseException:
-                        upstream.release()
-                        raise
+                    if streaming:
+                        first = await upstream.readany()
+                        body = b""
+                        upstream.idle_timeout(timeouts.stream_idle_seconds)
+                    else:
+                        first = b""
+                        body = await upstream.read(None if upstream.status < 300 else MAX_ERROR_BYTES)
+                except BaseException:
+                    upstream.release()
+                    raise
             except TimeoutError:
                 self.metrics.upstream_responses.labels(provider.name, "timeout").inc()
                 _end_span(span, error="timeout")
@@ -880,8 +890,7 @@ class Gateway:
                         recording.add(out)
                 if not chunk:
                     break
-                async with asyncio.timeout(idle):
-                    chunk = await upstream.readany()
+                chunk = await upstream.readany()  # at most ``idle`` s of silence (set in _attempt)
         except (
             TimeoutError,
             ClientError,
@@ -992,18 +1001,20 @@ class Gateway:
         usage = call.usage
         if usage is not None:
             self.metrics.count_usage(usage, call.model_label, call.upstream, call.client)
-        log.info(
+        log_info(
             "request",
-            api=call.api if not call.count_tokens else "anthropic-count-tokens",
-            model=call.model_label,
-            upstream=call.upstream,
-            client=call.client,
-            status=call.status,
-            stream=call.stream,
-            seconds=round(elapsed, 4),
-            failovers=call.failovers,
-            input_tokens=usage.input if usage else None,
-            output_tokens=usage.output if usage else None,
+            {
+                "api": call.api if not call.count_tokens else "anthropic-count-tokens",
+                "model": call.model_label,
+                "upstream": call.upstream,
+                "client": call.client,
+                "status": call.status,
+                "stream": call.stream,
+                "seconds": round(elapsed, 4),
+                "failovers": call.failovers,
+                "input_tokens": usage.input if usage else None,
+                "output_tokens": usage.output if usage else None,
+            },
         )
         if span is not None:
             from opentelemetry import trace
@@ -1032,6 +1043,10 @@ def _cooling(router: Router, name: str) -> Callable[[], float]:
     return lambda: 1.0 if router.cooling(name) else 0.0
 
 
+def _reader(counts: dict[API, int], api: API) -> Callable[[], float]:
+    return lambda: float(counts[api])
+
+
 def _speaks_anthropic(request: web.Request) -> bool:
     headers = request.headers
     return "anthropic-version" in headers or "x-api-key" in headers
@@ -1050,6 +1065,10 @@ def _json_response(data: Any, *, status: int = 200, headers: Mapping[str, str] |
 def _error_response(api: API, failure: Failure, headers: Mapping[str, str] | None = None) -> web.Response:
     all_headers = {**(headers or {}), **failure.headers, "Content-Type": JSON}
     return web.Response(status=failure.status, body=error_body(api, failure), headers=all_headers)
+
+
+def _too_large(limit: int) -> Failure:
+    return Failure("request_too_large", f"request body exceeds {limit} bytes")
 
 
 def _unknown_model(model: str) -> Failure:
@@ -1107,7 +1126,8 @@ def _asks_usage(body: dict[str, Any]) -> bool:
 
 
 def _passed_headers(response: UpstreamResponse) -> dict[str, str]:
-    return {name: response.headers[name] for name in PASSED_HEADERS if name in response.headers}
+    headers = response.headers  # lowercase names (http1.Headers); PASSED_HEADERS are lowercase too
+    return {name: value for name in PASSED_HEADERS if (value := dict.get(headers, name)) is not None}
 
 
 def _route_missing(body: bytes) -> bool:

@@ -72,3 +72,34 @@ def test_timestamps_are_iso_utc_with_microseconds_as_structlogs_own() -> None:
     theirs = TimeStamper(fmt="iso", utc=True)(None, "info", {})["timestamp"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", ours)
     assert ours[:19] == theirs[:19] or ours[:17] == theirs[:17]  # the same second (or its edge)
+
+
+def test_log_info_writes_the_line_structlog_would_and_nothing_above_info() -> None:
+    import subprocess
+    import sys
+
+    script = """
+import sys
+from agentkube.dataplane.server import configure_logging, log, log_info
+configure_logging(sys.argv[1], sys.argv[2])
+log.info("request", api="chat", status=200, stream=False, input_tokens=None)
+log_info("request", {"api": "chat", "status": 200, "stream": False, "input_tokens": None})
+"""
+    lines = {}
+    for level, fmt in (("info", "json"), ("warning", "json"), ("info", "console")):
+        done = subprocess.run(
+            [sys.executable, "-c", script, level, fmt], capture_output=True, check=True, timeout=60
+        )
+        lines[level, fmt] = done.stderr.splitlines()
+    theirs, ours = (orjson.loads(line) for line in lines["info", "json"])
+    assert (
+        list(ours)
+        == list(theirs)
+        == ["api", "status", "stream", "input_tokens", "event", "level", "timestamp"]
+    )
+    assert {k: v for k, v in ours.items() if k != "timestamp"} == {
+        k: v for k, v in theirs.items() if k != "timestamp"
+    }
+    assert lines["warning", "json"] == [], "an info line is not written at level warning"
+    console = lines["info", "console"]
+    assert len(console) == 2 and all(b"request" in line and b"api=chat" in line for line in console)
