@@ -34,7 +34,9 @@ What a caller may rely on:
   connection is released at once rather than when the generator is collected.
 - Writes send ``fieldManager`` (default ``agentkube``); ``apply`` is server-side apply, without
   ``force`` unless asked (a conflict with another manager raises ``Conflict``); every write takes
-  ``dry_run=True`` to have the server validate without persisting.
+  ``dry_run=True`` to have the server validate without persisting. The object a write returns is
+  noted as the running reconcile's own (``agentkube.runtime.echo``), so its watch event does not
+  wake that reconcile's request again; outside a reconcile nothing is noted.
 - Credentials from an exec plugin are refreshed before they expire and, after a 401, the plugin is
   run again and the request retried once.
 - Each HTTP request counts once in ``rest_client_requests_total{code,method,host}`` (``code`` is
@@ -64,6 +66,7 @@ from kubernetes_asyncio import config as k8s_config
 from yarl import URL
 
 from agentkube.runtime import metrics
+from agentkube.runtime.echo import note_written
 from agentkube.runtime.errors import (
     ApiError,
     Gone,
@@ -554,7 +557,7 @@ class Client:
         gvk, res, namespace, _ = await self._locate(obj, need_name=False)
         query = self._write_query(dry_run)
         created = await self._json("POST", res.path(namespace), body=orjson.dumps(obj), query=query)
-        return _with_type(created, gvk)
+        return _written(_with_type(created, gvk), dry_run)
 
     async def replace(self, obj: Obj, *, subresource: str | None = None, dry_run: bool = False) -> Obj:
         """Replace ``obj`` (PUT). With ``metadata.resourceVersion`` set this is a compare-and-swap:
@@ -564,7 +567,7 @@ class Client:
         replaced = await self._json(
             "PUT", res.path(namespace, name, subresource), body=orjson.dumps(obj), query=query
         )
-        return _with_type(replaced, gvk)
+        return _written(_with_type(replaced, gvk), dry_run)
 
     async def patch(
         self,
@@ -591,7 +594,7 @@ class Client:
             content_type=content_type,
             query=self._write_query(dry_run),
         )
-        return _with_type(patched, gvk)
+        return _written(_with_type(patched, gvk), dry_run)
 
     async def delete(
         self,
@@ -654,7 +657,7 @@ class Client:
             content_type=_APPLY_CONTENT_TYPE,
             query=query,
         )
-        return _with_type(applied, gvk)
+        return _written(_with_type(applied, gvk), dry_run)
 
     # ----------------------------------------------------------------------------------- plumbing
 
@@ -859,6 +862,13 @@ class Client:
 def _require_namespace(res: Resource, namespace: str | None, name: str) -> None:
     if res.namespaced and not namespace:
         raise ValueError(f"{res.gvk.kind} {name}: metadata.namespace is required for a namespaced kind")
+
+
+def _written(obj: Obj, dry_run: bool) -> Obj:
+    """What a write returned, noted (unless a dry run) as our own for the reconcile sending it."""
+    if not dry_run:
+        note_written(obj)
+    return obj
 
 
 def _with_type(obj: Obj, gvk: GVK) -> Obj:

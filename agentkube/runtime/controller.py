@@ -43,6 +43,17 @@ What a caller may rely on:
 - Every reconcile runs inside ``reconcile_context``: its log lines carry a fresh ``reconcile_id``
   with ``controller``, ``namespace`` and ``name``.
 - An event handler or predicate that raises is logged and the event dropped; the informer goes on.
+- Own writes do not wake their writer (``agentkube.runtime.echo``): what a reconcile writes through
+  a ``Client`` is noted in the controller's ``own_writes``, and the watch event carrying exactly that
+  state (same object, same resourceVersion) enqueues every request it maps to except the one whose
+  reconcile wrote it. So an object converges in one reconcile, not one plus one per child and status
+  it wrote. Any other event (someone else's change, a later resourceVersion, a delete, a relist, a
+  resync) enqueues as before. An ``ADDED`` or ``MODIFIED`` event for a request whose reconcile is
+  running is held until that reconcile ends (the watch may beat the answer to the write that caused
+  it) and then enqueued unless it was the echo of one of that reconcile's writes: the queue would
+  have reconciled the request again after it finished anyway, so only the echo's reconcile is saved.
+  A note whose event went by before the write's answer, held for nobody (a predicate filtered it),
+  is dropped when the reconcile ends if a source of the controller already caches that state.
 """
 
 from __future__ import annotations
@@ -55,7 +66,9 @@ from typing import Any, Protocol
 import aiohttp
 
 from agentkube.runtime import metrics
+from agentkube.runtime.echo import ObjectId, OwnWrites, Recording
 from agentkube.runtime.errors import ApiError, retry_after
+from agentkube.runtime.gvk import ObjectKey
 from agentkube.runtime.handler import EventHandler
 from agentkube.runtime.informer import Event, EventType
 from agentkube.runtime.logging import get_logger, reconcile_context
@@ -141,6 +154,9 @@ class Controller:
         )
         # True while a source replays its cache into a handler being attached: the initial list.
         self._replaying = False
+        self.own_writes = OwnWrites()
+        # Requests being reconciled -> the events held for them until their reconcile ends.
+        self._held: dict[Request, list[tuple[Event, int]]] = {}
         self._watches: list[tuple[Source, Callable[[Event], None]]] = []
         self._startup_hooks: list[Callable[[], Awaitable[None]]] = []
         self._started = False
@@ -181,14 +197,25 @@ class Controller:
     def _dispatcher(self, handler: EventHandler, predicates: Sequence[Predicate]) -> Callable[[Event], None]:
         add = self.queue.add
         name = self.name
+        echo_of = self.own_writes.echo_of
+        held = self._held
 
         def dispatch(event: Event) -> None:
             try:
+                # Before the predicates, so a note is consumed even by an event they filter out.
+                writer = echo_of(event)
                 for predicate in predicates:
                     if not predicate(event):
                         return
                 priority = LOW_PRIORITY if self._replaying or not _is_change(event) else NORMAL_PRIORITY
+                holdable = _may_echo(event)
                 for request in handler(event):
+                    if request == writer:
+                        continue
+                    waiting = held.get(request) if holdable else None
+                    if waiting is not None and len(waiting) < _HELD_PER_RECONCILE:
+                        waiting.append((event, priority))
+                        continue
                     add(request, priority)
             except Exception:
                 # A broken mapping must not take the informer's dispatch down with it.
@@ -287,10 +314,40 @@ class Controller:
                 request, priority = await queue.get_with_priority()
             except ShutDown:
                 return
+            self._held[request] = []
+            recording = self.own_writes.recording(request)
             try:
-                await self._reconcile(request, priority)
+                with recording:
+                    await self._reconcile(request, priority)
             finally:
+                self._release(request, recording)
                 queue.done(request)
+
+    def _release(self, request: Request, recording: Recording) -> None:
+        """Enqueue what was held for ``request`` while it was reconciled, less its own writes' echoes."""
+        writes = self.own_writes
+        wake: int | None = None
+        for event, priority in self._held.pop(request, ()):
+            # Every held event is asked about, so each echo's note is consumed.
+            if writes.echo_of(event) != request and (wake is None or priority > wake):
+                wake = priority
+        if wake is not None:
+            self.queue.add(request, wake)
+        if recording.noted:
+            writes.drop_passed(recording.noted, self._cached_version)
+
+    def _cached_version(self, oid: ObjectId) -> str | None:
+        """The resourceVersion at which a source of this controller caches the object, if one does."""
+        group, kind, namespace, name = oid
+        for source, _ in self._watches:
+            gvk = getattr(source, "gvk", None)
+            store = getattr(source, "store", None)
+            if gvk is None or store is None or gvk.kind != kind or gvk.group != group:
+                continue
+            obj = store.get(ObjectKey(namespace, name))
+            if obj is not None:
+                return str((obj.get("metadata") or {}).get("resourceVersion") or "") or None
+        return None
 
     async def _reconcile(self, request: Request, priority: int = NORMAL_PRIORITY) -> None:
         queue = self.queue
@@ -338,6 +395,18 @@ class Controller:
             else:
                 queue.forget(request)
                 self._total["success"].inc()
+
+
+# Events held for one running reconcile at most; past that they are enqueued at once (a reconcile
+# again after it, as without holding), so a slow reconcile under a storm of events holds no more.
+_HELD_PER_RECONCILE = 64
+
+
+def _may_echo(event: Event) -> bool:
+    """The event could be the echo of a write still being answered: a watch's add or update."""
+    if event.listed or event.type not in (EventType.ADDED, EventType.MODIFIED):
+        return False
+    return bool((event.obj.get("metadata") or {}).get("resourceVersion"))
 
 
 def _is_change(event: Event) -> bool:

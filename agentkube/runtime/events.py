@@ -29,6 +29,7 @@ What a caller may rely on:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import re
 import socket
@@ -258,8 +259,12 @@ class EventRecorder:
         loop = asyncio.get_running_loop()
         if self._queue is None or self._worker is None or self._worker.done():
             self._queue = self._queue or asyncio.Queue(maxsize=self._queue_size)
+            # A context of its own: started by the first event, often inside a reconcile, it must not
+            # carry that reconcile's log fields nor note its writes as that reconcile's (``echo``).
             self._worker = loop.create_task(
-                self._work(self._queue), name=f"events {self.reporting_controller}"
+                self._work(self._queue),
+                name=f"events {self.reporting_controller}",
+                context=contextvars.Context(),
             )
         return self._queue
 

@@ -116,12 +116,15 @@ class Event:
 
     ``obj`` is the object as stored now (for DELETED: its last state: the final one from a watch, the
     last one the cache knew when the delete was found by a relist). ``old`` is the object it replaced
-    (MODIFIED) or removed (DELETED), when the store held one.
+    (MODIFIED) or removed (DELETED), when the store held one. ``listed`` is True for the events of
+    a (re)list's difference: the state the object is in now, with any states in between skipped
+    (an event from a watch follows the one before it, so nothing is skipped).
     """
 
     type: EventType
     obj: dict[str, Any]
     old: dict[str, Any] | None = None
+    listed: bool = False
 
 
 def strip_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
@@ -249,25 +252,25 @@ def relist_events(
 
     Same key and resourceVersion: nothing. Same key, other resourceVersion: MODIFIED. Same key, other
     uid (deleted and recreated meanwhile): DELETED of the old, then ADDED of the new. Keys only in
-    ``new``: ADDED; keys only in ``old``: DELETED with the old object.
+    ``new``: ADDED; keys only in ``old``: DELETED with the old object. Every one is ``listed``.
     """
     events: list[Event] = []
     for key, obj in new.items():
         prev = old.get(key)
         if prev is None:
-            events.append(Event(EventType.ADDED, obj))
+            events.append(Event(EventType.ADDED, obj, listed=True))
             continue
         meta, prev_meta = obj["metadata"], prev["metadata"]
         if meta.get("resourceVersion") == prev_meta.get("resourceVersion"):
             continue
         if meta.get("uid") != prev_meta.get("uid"):
-            events.append(Event(EventType.DELETED, prev, prev))
-            events.append(Event(EventType.ADDED, obj))
+            events.append(Event(EventType.DELETED, prev, prev, listed=True))
+            events.append(Event(EventType.ADDED, obj, listed=True))
         else:
-            events.append(Event(EventType.MODIFIED, obj, prev))
+            events.append(Event(EventType.MODIFIED, obj, prev, listed=True))
     for key, prev in old.items():
         if key not in new:
-            events.append(Event(EventType.DELETED, prev, prev))
+            events.append(Event(EventType.DELETED, prev, prev, listed=True))
     return events
 
 

@@ -514,9 +514,21 @@ async def test_session_key_is_made_once_and_a_reconcile_never_touches_it(
     await eventually(lambda: get_or_none(client, DEPLOYMENT, "m", namespace), "the Deployment exists")
     before = await pod_hash(client, namespace, "m")
 
+    # The Secret and the children are reported in one event (written behind the reconcile).
+    async def created() -> list[str] | None:
+        events, _ = await client.list(EVENT, namespace)
+        notes = [e["note"] for e in events if e["reason"] == "Created" and e["regarding"]["name"] == "m"]
+        return notes or None
+
+    notes = await eventually(created, "the Created event is written")
+    assert len(notes) == 1 and "Secret m-session" in notes[0] and "Deployment m" in notes[0], notes
+
     # Reconciles for other reasons: a spec change, then a new value of a referenced Secret.
     await client.patch(MCP, "m", namespace, {"spec": {"replicas": 3}})
     await converged(client, namespace, "m")
+    # The session key's digest the first reconcile gave the pods (from the API server's answer) is
+    # the one the cache gives now: the pods did not roll.
+    assert await pod_hash(client, namespace, "m") == before
     await client.apply(secret_object(namespace, "pat", {"token": "two"}), field_manager="t")
     await eventually(lambda: _changed(client, namespace, "m", before), "the new token rolls the pods")
     await eventually(operator.idle, "the controllers are idle")

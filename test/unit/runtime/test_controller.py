@@ -12,6 +12,7 @@ import structlog
 
 from agentkube.runtime import metrics
 from agentkube.runtime.controller import Controller
+from agentkube.runtime.echo import note_written
 from agentkube.runtime.errors import Conflict
 from agentkube.runtime.handler import EnqueueRequestForObject
 from agentkube.runtime.informer import Event, EventType
@@ -414,3 +415,143 @@ def test_options_are_validated() -> None:
         Controller(unique("bad"), Recorder(), max_concurrent_reconciles=0)
     with pytest.raises(ValueError):
         Controller("", Recorder())
+
+
+# ----------------------------------------------------------------------------- own writes' echoes
+
+
+def at(name: str, rv: str) -> dict[str, Any]:
+    obj = thing(name)
+    obj["metadata"]["resourceVersion"] = rv
+    return obj
+
+
+class Writer:
+    """A reconciler whose first reconcile of each request "writes" its object at resourceVersion 2:
+    it notes what a ``Client`` write would have returned, first calling ``before_answer`` (what the
+    watch delivers before the write's answer comes back, when it wins the race)."""
+
+    def __init__(self, before_answer: Callable[[Request], None] | None = None) -> None:
+        self.calls: list[Request] = []
+        self.before_answer = before_answer
+
+    async def reconcile(self, request: Request) -> None:
+        first = request not in self.calls
+        self.calls.append(request)
+        if first:
+            await asyncio.sleep(0)
+            if self.before_answer is not None:
+                self.before_answer(request)
+            note_written(at(request.name, "2"))
+
+
+async def reconciled_after(controller: Controller, source: MemorySource, name: str, writer: Writer) -> None:
+    """Emit an add of a fresh object ``name`` and wait for its reconcile: with one worker, every request
+    queued before it has been reconciled by then."""
+    source.emit(Event(EventType.ADDED, at(name, "1")))
+    await eventually(lambda: Request("ns", name) in writer.calls)
+    await eventually(lambda: not controller.queue.processing)
+
+
+async def test_the_echo_of_a_reconciles_own_write_does_not_reconcile_it_again() -> None:
+    writer = Writer()
+    controller = Controller(unique("echo"), writer)
+    source, task = await started(controller)
+    source.emit(Event(EventType.ADDED, at("a", "1")))
+    await eventually(lambda: writer.calls == [Request("ns", "a")] and not controller.queue.processing)
+    source.emit(Event(EventType.MODIFIED, at("a", "2"), at("a", "1")))
+    await reconciled_after(controller, source, "b", writer)
+    assert writer.calls == [Request("ns", "a"), Request("ns", "b")]
+    assert len(controller.own_writes) == 1  # b's write; its echo never came
+    # A change made by someone else after ours reconciles again.
+    source.emit(Event(EventType.MODIFIED, at("a", "3"), at("a", "2")))
+    await eventually(lambda: writer.calls.count(Request("ns", "a")) == 2)
+    await stopped(controller, task)
+
+
+async def test_an_echo_that_beats_the_answer_to_its_write_is_held_and_dropped() -> None:
+    source = MemorySource()
+    writer = Writer(lambda r: source.emit(Event(EventType.MODIFIED, at(r.name, "2"), at(r.name, "1"))))
+    controller = Controller(unique("echo-race"), writer)
+    controller.watch(source, EnqueueRequestForObject())
+    task = asyncio.create_task(controller.run())
+    await eventually(lambda: bool(source.handlers))
+    source.emit(Event(EventType.ADDED, at("a", "1")))
+    await eventually(lambda: writer.calls == [Request("ns", "a")] and not controller.queue.processing)
+    writer.before_answer = None
+    await reconciled_after(controller, source, "b", writer)
+    assert writer.calls == [Request("ns", "a"), Request("ns", "b")]
+    await stopped(controller, task)
+
+
+async def test_someone_elses_change_during_a_reconcile_still_reconciles_again_after_it() -> None:
+    source = MemorySource()
+    # A foreign change (resourceVersion 5) lands while the reconcile runs; the reconcile's own write
+    # (resourceVersion 2) is answered after it.
+    writer = Writer(lambda r: source.emit(Event(EventType.MODIFIED, at(r.name, "5"), at(r.name, "1"))))
+    controller = Controller(unique("echo-foreign"), writer)
+    controller.watch(source, EnqueueRequestForObject())
+    task = asyncio.create_task(controller.run())
+    await eventually(lambda: bool(source.handlers))
+    source.emit(Event(EventType.ADDED, at("a", "1")))
+    await eventually(lambda: writer.calls == [Request("ns", "a")] * 2 and not controller.queue.processing)
+    await stopped(controller, task)
+
+
+async def test_an_echo_still_wakes_the_other_requests_its_object_maps_to() -> None:
+    source = MemorySource()
+    writer = Writer()
+    controller = Controller(unique("echo-others"), writer)
+
+    def also_watcher(event: Event) -> list[Request]:
+        # Every event of "a" concerns "a" and "watcher" (say, an object referencing it).
+        named = event.obj["metadata"]["name"]
+        return [Request.of(event.obj)] + ([Request("ns", "watcher")] if named == "a" else [])
+
+    controller.watch(source, also_watcher)
+    task = asyncio.create_task(controller.run())
+    await eventually(lambda: bool(source.handlers))
+    source.emit(Event(EventType.ADDED, at("a", "1")))
+    await eventually(lambda: Request("ns", "watcher") in writer.calls and not controller.queue.processing)
+    writer.calls.clear()
+    source.emit(Event(EventType.MODIFIED, at("a", "2"), at("a", "1")))
+    await reconciled_after(controller, source, "b", writer)
+    assert writer.calls == [Request("ns", "watcher"), Request("ns", "b")]
+    await stopped(controller, task)
+
+
+async def test_a_delete_or_a_resync_of_a_written_object_reconciles_its_writer() -> None:
+    writer = Writer()
+    controller = Controller(unique("echo-delete"), writer)
+    source, task = await started(controller)
+    source.emit(Event(EventType.ADDED, at("a", "1")))
+    await eventually(lambda: writer.calls == [Request("ns", "a")] and not controller.queue.processing)
+    source.emit(Event(EventType.RESYNC, at("a", "2"), at("a", "2")))
+    await eventually(lambda: writer.calls.count(Request("ns", "a")) == 2)
+    source.emit(Event(EventType.DELETED, at("a", "2"), at("a", "2")))
+    await eventually(lambda: writer.calls.count(Request("ns", "a")) == 3)
+    await stopped(controller, task)
+
+
+async def test_a_spec_change_landing_while_our_status_is_written_still_reconciles_again() -> None:
+    source = MemorySource()
+    spec_change = at("a", "2")
+    spec_change["metadata"]["generation"] = 2
+    written = at("a", "3")  # our status write, made over the spec change we never read
+    written["metadata"]["generation"] = 2
+    calls: list[Request] = []
+
+    async def reconcile(request: Request) -> None:
+        calls.append(request)
+        if len(calls) == 1:
+            source.emit(Event(EventType.MODIFIED, spec_change, at("a", "1")))
+            note_written(written)
+            source.emit(Event(EventType.MODIFIED, written, spec_change))
+
+    controller = Controller(unique("echo-generation"), reconcile)
+    controller.watch(source, EnqueueRequestForObject(), GenerationChanged())
+    task = asyncio.create_task(controller.run())
+    await eventually(lambda: bool(source.handlers))
+    source.emit(Event(EventType.ADDED, at("a", "1")))
+    await eventually(lambda: calls == [Request("ns", "a")] * 2 and not controller.queue.processing)
+    await stopped(controller, task)
