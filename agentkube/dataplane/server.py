@@ -1,8 +1,11 @@
 """What every data-plane program serves the same way: probes, the metrics port, logs, and a drain on SIGTERM.
 
-``Program`` runs two aiohttp servers: the API (the MCP endpoint, the LLM API) with ``/healthz``,
+``Program`` runs two servers: the API (the MCP endpoint, the LLM API) with ``/healthz``,
 ``/livez`` and ``/readyz`` beside it, on the port the pod's probes and Service use; and ``/metrics``
 on a port of its own, so a scraper never competes with callers and the API never exposes metrics.
+The metrics port is served by aiohttp; so is the API port, whose routes go into ``program.app``,
+unless the program asks for ``lean_api``: then its routes go into ``program.routes`` and the port is
+served by ``http1server`` (the LLM gateway's hot path), with the same probes and the same drain.
 
 What a caller may rely on:
 
@@ -13,8 +16,8 @@ What a caller may rely on:
   run (a program ends its long-lived streams there), requests in flight get ``grace_seconds`` to
   finish and are then cancelled, and last the ``on_stop`` hooks run (a program closes its upstreams
   and children there).
-- A client that goes away mid-request cancels its handler (aiohttp's ``handler_cancellation``), so
-  work done for nobody stops.
+- A client that goes away mid-request cancels its handler (aiohttp's ``handler_cancellation``, or
+  ``http1server``'s own), so work done for nobody stops.
 - ``configure_logging`` sets up structlog: JSON lines by default (one object per line, what log
   collectors parse), or console output for a terminal. JSON lines logged while the event loop runs
   are written together at the end of the loop's turn (one ``write`` for all the requests that
@@ -45,6 +48,8 @@ import orjson
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from agentkube.dataplane import http1server
 
 __all__ = ["Hook", "Program", "Runnable", "configure_logging", "log_info", "serve_main"]
 
@@ -225,7 +230,8 @@ def serve_main(
 
 
 class Program:
-    """A data-plane program's two servers and its lifecycle; routes are added to ``app``."""
+    """A data-plane program's two servers and its lifecycle; routes are added to ``app`` (aiohttp),
+    or with ``lean_api`` to ``routes`` (``http1server``)."""
 
     def __init__(
         self,
@@ -236,8 +242,10 @@ class Program:
         ready: Callable[[], str | None],
         host: str | None = None,
         grace_seconds: float = 25.0,
+        lean_api: bool = False,
     ) -> None:
-        """host: the address to bind (None: every interface); ready: None when ready, else why not."""
+        """host: the address to bind (None: every interface); ready: None when ready, else why not;
+        lean_api: serve the API port with ``http1server`` (routes go into ``routes``, not ``app``)."""
         self.port = port
         self.metrics_port = metrics_port
         self.host = host
@@ -248,23 +256,57 @@ class Program:
         self.on_drain: list[Hook] = []
         self.on_stop: list[Hook] = []
         self._stop = asyncio.Event()
-        self.app = web.Application(handler_args={"max_field_size": 16384})
-        self.app.router.add_get("/healthz", self._alive)
-        self.app.router.add_get("/livez", self._alive)
-        self.app.router.add_get("/readyz", self._readyz)
+        self._app: web.Application | None = None
+        self._routes: http1server.Routes | None = None
+        if lean_api:
+            self._routes = http1server.Routes()
+            self._routes.add_get("/healthz", self._lean_alive)
+            self._routes.add_get("/livez", self._lean_alive)
+            self._routes.add_get("/readyz", self._lean_readyz)
+        else:
+            self._app = web.Application(handler_args={"max_field_size": 16384})
+            self._app.router.add_get("/healthz", self._alive)
+            self._app.router.add_get("/livez", self._alive)
+            self._app.router.add_get("/readyz", self._readyz)
         self._metrics_app = web.Application()
         self._metrics_app.router.add_get("/metrics", self._metrics)
         self.bound: dict[str, int] = {}
         """The ports actually bound, by server (``api``, ``metrics``): useful when a port was 0."""
 
+    @property
+    def app(self) -> web.Application:
+        """The aiohttp application the API port serves (not there with ``lean_api``)."""
+        if self._app is None:
+            raise RuntimeError("this program serves its API with http1server: add routes to program.routes")
+        return self._app
+
+    @property
+    def routes(self) -> http1server.Routes:
+        """The routes the API port serves with ``lean_api`` (not there without it)."""
+        if self._routes is None:
+            raise RuntimeError("this program serves its API with aiohttp: add routes to program.app")
+        return self._routes
+
+    def _not_ready(self) -> str | None:
+        return "draining" if self.draining else self._ready()
+
     async def _alive(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        reason = "draining" if self.draining else self._ready()
+        reason = self._not_ready()
         if reason is None:
             return web.Response(text="ok\n")
         return web.Response(status=503, text=f"not ready: {reason}\n")
+
+    async def _lean_alive(self, request: http1server.Request) -> http1server.Response:
+        return http1server.Response(text="ok\n")
+
+    async def _lean_readyz(self, request: http1server.Request) -> http1server.Response:
+        reason = self._not_ready()
+        if reason is None:
+            return http1server.Response(text="ok\n")
+        return http1server.Response(status=503, text=f"not ready: {reason}\n")
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.registry)
@@ -279,15 +321,24 @@ class Program:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        api = web.AppRunner(
-            self.app, handle_signals=False, shutdown_timeout=self.grace_seconds, handler_cancellation=True
-        )
+        lean = http1server.Server(self._routes) if self._routes is not None else None
+        api: web.AppRunner | None = None
+        if lean is None:
+            api = web.AppRunner(
+                self.app, handle_signals=False, shutdown_timeout=self.grace_seconds, handler_cancellation=True
+            )
+            self.app.on_shutdown.append(self._drain)
+            await api.setup()
         metrics = web.AppRunner(self._metrics_app, handle_signals=False, shutdown_timeout=1.0)
-        self.app.on_shutdown.append(self._drain)
-        await api.setup()
         await metrics.setup()
         try:
-            for name, runner, port in (("api", api, self.port), ("metrics", metrics, self.metrics_port)):
+            if lean is not None:
+                await lean.start(self.host, self.port)
+                self.bound["api"] = lean.port if lean.port is not None else self.port
+            servers = [("metrics", metrics, self.metrics_port)]
+            if api is not None:
+                servers.insert(0, ("api", api, self.port))
+            for name, runner, port in servers:
                 site = web.TCPSite(runner, self.host, port, reuse_address=True)
                 await site.start()
                 self.bound[name] = _bound_port(runner, port)
@@ -299,9 +350,14 @@ class Program:
             log.info("draining", grace_seconds=self.grace_seconds)
             self.draining = True
         finally:
-            # Closes the listening socket, runs on_shutdown (our drain hooks), then gives handlers
-            # in flight the grace period before cancelling them.
-            await api.cleanup()
+            # Closes the listening socket, runs the drain hooks (aiohttp: on_shutdown), then gives
+            # handlers in flight the grace period before cancelling them.
+            if lean is not None:
+                lean.close()
+                await self._drain(None)
+                await lean.shutdown(self.grace_seconds)
+            elif api is not None:
+                await api.cleanup()
             for hook in self.on_stop:
                 try:
                     await hook()
@@ -312,7 +368,7 @@ class Program:
                 loop.remove_signal_handler(sig)
             log.info("stopped")
 
-    async def _drain(self, app: web.Application) -> None:
+    async def _drain(self, app: web.Application | None) -> None:
         self.draining = True
         for hook in self.on_drain:
             try:

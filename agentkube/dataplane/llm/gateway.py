@@ -57,12 +57,12 @@ from typing import Any, Final, TypeVar
 
 import orjson
 import structlog
-from aiohttp import web
 from prometheus_client.metrics import MetricWrapperBase
 from yarl import URL
 
 from agentkube.dataplane.http1 import ClientError, Pool
 from agentkube.dataplane.http1 import Response as UpstreamResponse
+from agentkube.dataplane.http1server import Request, Response, Routes, StreamResponse
 from agentkube.dataplane.llm.apis import (
     API,
     CHAT,
@@ -140,7 +140,7 @@ class _Call:
     """What the pipeline knows of one request so far."""
 
     api: API
-    request: web.Request
+    request: Request
     started: float
     count_tokens: bool = False
     client: str = "unauthenticated"
@@ -161,7 +161,7 @@ class _Call:
     hidden_usage: bool = False
     """The gateway asked a Chat stream for the usage chunk the client did not ask for (and drops it)."""
     span: Any = None
-    prepared: web.StreamResponse | None = None
+    prepared: StreamResponse | None = None
     """The stream response once its headers went out: from then on, no other answer can be given."""
 
 
@@ -184,7 +184,7 @@ class _Retranslate(Exception):
 
 
 class Gateway:
-    """The client APIs of one LLM gateway, served into an aiohttp application."""
+    """The client APIs of one LLM gateway, served by ``http1server`` (``routes`` adds them)."""
 
     def __init__(
         self,
@@ -231,34 +231,34 @@ class Gateway:
             child = self._children[key] = metric.labels(*values)
         return child
 
-    def routes(self, app: web.Application) -> None:
-        app.router.add_post(PATHS[CHAT], self._chat)
-        app.router.add_post(PATHS[RESPONSES], self._responses)
-        app.router.add_post(PATHS[EMBEDDINGS], self._embeddings)
-        app.router.add_post(PATHS[MESSAGES], self._messages)
-        app.router.add_post(COUNT_TOKENS_PATH, self._count_tokens)
-        app.router.add_get("/v1/models", self._models)
-        app.router.add_get("/v1/models/{model:.+}", self._model)
-        app.router.add_route("*", "/v1/{tail:.*}", self._unknown)
+    def routes(self, routes: Routes) -> None:
+        routes.add_post(PATHS[CHAT], self._chat)
+        routes.add_post(PATHS[RESPONSES], self._responses)
+        routes.add_post(PATHS[EMBEDDINGS], self._embeddings)
+        routes.add_post(PATHS[MESSAGES], self._messages)
+        routes.add_post(COUNT_TOKENS_PATH, self._count_tokens)
+        routes.add_get("/v1/models", self._models)
+        routes.add_get("/v1/models/{model:.+}", self._model)
+        routes.add_route("*", "/v1/{tail:.*}", self._unknown)
 
     # ------------------------------------------------------------------------------------ routes
 
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
+    async def _chat(self, request: Request) -> StreamResponse:
         return await self._serve(request, CHAT)
 
-    async def _responses(self, request: web.Request) -> web.StreamResponse:
+    async def _responses(self, request: Request) -> StreamResponse:
         return await self._serve(request, RESPONSES)
 
-    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+    async def _embeddings(self, request: Request) -> StreamResponse:
         return await self._serve(request, EMBEDDINGS)
 
-    async def _messages(self, request: web.Request) -> web.StreamResponse:
+    async def _messages(self, request: Request) -> StreamResponse:
         return await self._serve(request, MESSAGES)
 
-    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+    async def _count_tokens(self, request: Request) -> StreamResponse:
         return await self._serve(request, MESSAGES, count_tokens=True)
 
-    async def _unknown(self, request: web.Request) -> web.Response:
+    async def _unknown(self, request: Request) -> Response:
         api = _api_of_request(request)
         known = {*PATHS.values(), COUNT_TOKENS_PATH, "/v1/models"}
         if request.path in known:
@@ -279,7 +279,7 @@ class Gateway:
             owners[model] = provider
         return owners
 
-    def _models_api(self, request: web.Request) -> tuple[API, web.Response | None]:
+    def _models_api(self, request: Request) -> tuple[API, Response | None]:
         """The API a models request speaks (Anthropic's or OpenAI's), and the 401 in its shape when
         the client is not let in."""
         api: API = MESSAGES if _speaks_anthropic(request) else CHAT
@@ -289,7 +289,7 @@ class Gateway:
             return api, _error_response(api, Failure("authentication", str(e)))
         return api, None
 
-    async def _models(self, request: web.Request) -> web.Response:
+    async def _models(self, request: Request) -> Response:
         api, refused = self._models_api(request)
         if refused is not None:
             return refused
@@ -322,7 +322,7 @@ class Gateway:
             }
         )
 
-    async def _model(self, request: web.Request) -> web.Response:
+    async def _model(self, request: Request) -> Response:
         api, refused = self._models_api(request)
         if refused is not None:
             return refused
@@ -335,13 +335,11 @@ class Gateway:
 
     # ---------------------------------------------------------------------------------- pipeline
 
-    async def _serve(
-        self, request: web.Request, api: API, *, count_tokens: bool = False
-    ) -> web.StreamResponse:
+    async def _serve(self, request: Request, api: API, *, count_tokens: bool = False) -> StreamResponse:
         call = _Call(api, request, time.perf_counter(), count_tokens=count_tokens)
         self._in_flight[api] += 1
         span = self._server_span(call)
-        response: web.StreamResponse
+        response: StreamResponse
         try:
             response = await self._pipeline(call)
         except asyncio.CancelledError:
@@ -349,7 +347,7 @@ class Gateway:
             raise
         except ConnectionResetError:
             call.status = 499
-            response = call.prepared or web.Response(status=499)
+            response = call.prepared or Response(status=499)
         except Exception as e:
             if not isinstance(e, Failure):
                 log.exception(
@@ -365,8 +363,8 @@ class Gateway:
                 response = self._failure(call, failure)
         finally:
             self._in_flight[api] -= 1
-            # The request's metrics, log line and span end once its answer is on its way: aiohttp
-            # writes a returned answer before the loop turns, and this runs on the next turn, before
+            # The request's metrics, log line and span end once its answer is on its way: the
+            # server writes a returned answer before the loop turns, and this runs on the next turn, before
             # any I/O that turn brings (so a scrape after the answer still counts it).
             loop = self._loop
             if loop is None:  # asyncio.get_running_loop() is a getpid() syscall on Python 3.11: once
@@ -374,11 +372,11 @@ class Gateway:
             loop.call_soon(self._finish, call, span)
         return response
 
-    def _failure(self, call: _Call, failure: Failure) -> web.Response:
+    def _failure(self, call: _Call, failure: Failure) -> Response:
         call.status = failure.status
         return _error_response(call.api, failure, {**call.headers, **failure.headers})
 
-    async def _pipeline(self, call: _Call) -> web.StreamResponse:
+    async def _pipeline(self, call: _Call) -> StreamResponse:
         request, api = call.request, call.api
         try:
             call.client = self.clients.identify(request.headers)
@@ -414,7 +412,7 @@ class Gateway:
                 return cached
         return await self._forward(call, candidates)
 
-    async def _read(self, request: web.Request) -> bytes:
+    async def _read(self, request: Request) -> bytes:
         limit = self.config.limits.max_request_bytes
         length = request.content_length
         if length is not None and length > limit:
@@ -467,7 +465,7 @@ class Gateway:
         if outcome.changed:
             call.changed = True  # redacted in place: serialized again before it is sent
 
-    async def _cached(self, call: _Call) -> web.StreamResponse | None:
+    async def _cached(self, call: _Call) -> StreamResponse | None:
         """A stored answer for this request, or None (after noting where to store the fresh one)."""
         cache = self.policies.cache
         headers = call.request.headers
@@ -489,10 +487,10 @@ class Gateway:
         call.upstream = "cache"
         extra = {**call.headers, "x-agentkube-cache": "hit"}
         if entry.events is None:
-            return web.Response(
+            return Response(
                 status=entry.status, body=entry.body, headers={"Content-Type": entry.content_type, **extra}
             )
-        response = web.StreamResponse(
+        response = StreamResponse(
             status=entry.status, headers={**SSE_HEADERS, "Content-Type": entry.content_type, **extra}
         )
         await response.prepare(call.request)
@@ -526,7 +524,7 @@ class Gateway:
             return None
         return chosen
 
-    async def _forward(self, call: _Call, candidates: tuple[Candidate, ...]) -> web.StreamResponse:
+    async def _forward(self, call: _Call, candidates: tuple[Candidate, ...]) -> StreamResponse:
         skipped: list[str] = []
         last: _Failed | None = None
         if call.count_tokens:
@@ -620,7 +618,7 @@ class Gateway:
 
     async def _attempt(
         self, call: _Call, provider: Provider, candidate: Candidate, up_api: API
-    ) -> web.StreamResponse | _Failed:
+    ) -> StreamResponse | _Failed:
         payload = self._payload(call, provider, candidate, up_api)
         try:
             outgoing = await provider.prepare(
@@ -752,7 +750,7 @@ class Gateway:
         up_api: API,
         upstream: UpstreamResponse,
         body: bytes,
-    ) -> web.Response:
+    ) -> Response:
         self.router.succeeded(provider.name)
         call.status = upstream.status
         headers = {**_passed_headers(upstream), **call.headers}
@@ -788,18 +786,16 @@ class Gateway:
             content_type = JSON
         if call.cache_key is not None and 200 <= upstream.status < 300:
             await self._store(call, Entry(upstream.status, content_type, body=body))
-        return web.Response(
-            status=upstream.status, body=body, headers={"Content-Type": content_type, **headers}
-        )
+        return Response(status=upstream.status, body=body, headers={"Content-Type": content_type, **headers})
 
     def _upstream_error(
         self, call: _Call, up_api: API, status: int, body: bytes, content_type: str, headers: dict[str, str]
-    ) -> web.Response:
+    ) -> Response:
         """An upstream's own error: unchanged for the same API, else in the client's envelope."""
         call.status = status
         headers = {**headers, **call.headers}
         if up_api == call.api:
-            return web.Response(
+            return Response(
                 status=status, body=body, headers={"Content-Type": content_type or JSON, **headers}
             )
         try:
@@ -809,9 +805,9 @@ class Gateway:
             translated = error_body(
                 call.api, Failure("bad_gateway", f"upstream {call.upstream} answered {status}")
             )
-        return web.Response(status=status, body=translated, headers={"Content-Type": JSON, **headers})
+        return Response(status=status, body=translated, headers={"Content-Type": JSON, **headers})
 
-    def _exhausted(self, call: _Call, last: _Failed) -> web.Response:
+    def _exhausted(self, call: _Call, last: _Failed) -> Response:
         tried = (
             f" (after {call.failovers} failover{'s' if call.failovers != 1 else ''})"
             if call.failovers
@@ -848,7 +844,7 @@ class Gateway:
         up_api: API,
         upstream: UpstreamResponse,
         first: bytes,
-    ) -> web.StreamResponse:
+    ) -> StreamResponse:
         """Send the stream on as it arrives (translated when the APIs differ); never retried."""
         self.router.succeeded(provider.name)
         same = up_api == call.api and not provider.reframes and not call.hidden_usage
@@ -861,7 +857,7 @@ class Gateway:
         splitter = provider.stream_events()
         usage = StreamUsage(up_api)
         recording = StreamRecording() if call.cache_key is not None else None
-        response = web.StreamResponse(
+        response = StreamResponse(
             status=upstream.status, headers={**SSE_HEADERS, **_passed_headers(upstream), **call.headers}
         )
         await response.prepare(call.request)
@@ -932,7 +928,7 @@ class Gateway:
             await self._store(call, recording.entry(call.status, SSE_HEADERS["Content-Type"]))
         return response
 
-    def _estimate_tokens(self, call: _Call) -> web.Response:
+    def _estimate_tokens(self, call: _Call) -> Response:
         call.status = 200
         call.upstream = "estimate"
         texts = (
@@ -1047,24 +1043,22 @@ def _reader(counts: dict[API, int], api: API) -> Callable[[], float]:
     return lambda: float(counts[api])
 
 
-def _speaks_anthropic(request: web.Request) -> bool:
+def _speaks_anthropic(request: Request) -> bool:
     headers = request.headers
     return "anthropic-version" in headers or "x-api-key" in headers
 
 
-def _api_of_request(request: web.Request) -> API:
+def _api_of_request(request: Request) -> API:
     return MESSAGES if request.path.startswith("/v1/messages") or _speaks_anthropic(request) else CHAT
 
 
-def _json_response(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status, body=orjson.dumps(data), headers={"Content-Type": JSON, **(headers or {})}
-    )
+def _json_response(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(status=status, body=orjson.dumps(data), headers={"Content-Type": JSON, **(headers or {})})
 
 
-def _error_response(api: API, failure: Failure, headers: Mapping[str, str] | None = None) -> web.Response:
+def _error_response(api: API, failure: Failure, headers: Mapping[str, str] | None = None) -> Response:
     all_headers = {**(headers or {}), **failure.headers, "Content-Type": JSON}
-    return web.Response(status=failure.status, body=error_body(api, failure), headers=all_headers)
+    return Response(status=failure.status, body=error_body(api, failure), headers=all_headers)
 
 
 def _too_large(limit: int) -> Failure:

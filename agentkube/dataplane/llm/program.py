@@ -83,6 +83,7 @@ class LLMGatewayProgram:
             ready=self.ready,
             host=host,
             grace_seconds=config.limits.grace_seconds,
+            lean_api=True,
         )
         self.gateway: Gateway | None = None
 
@@ -140,7 +141,7 @@ class LLMGatewayProgram:
             tracer=tracer,
             debug=self.debug,
         )
-        self.gateway.routes(self.program.app)
+        self.gateway.routes(self.program.routes)
         self.program.on_stop.append(self._close)
         await self.program.run(started=self._start)
 
