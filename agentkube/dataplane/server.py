@@ -287,26 +287,24 @@ class Program:
             raise RuntimeError("this program serves its API with aiohttp: add routes to program.app")
         return self._routes
 
-    def _not_ready(self) -> str | None:
-        return "draining" if self.draining else self._ready()
+    def _readiness(self) -> tuple[int, str]:
+        """``/readyz``'s status and text, whichever server answers it."""
+        reason = "draining" if self.draining else self._ready()
+        return (200, "ok\n") if reason is None else (503, f"not ready: {reason}\n")
 
     async def _alive(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        reason = self._not_ready()
-        if reason is None:
-            return web.Response(text="ok\n")
-        return web.Response(status=503, text=f"not ready: {reason}\n")
+        status, text = self._readiness()
+        return web.Response(status=status, text=text)
 
     async def _lean_alive(self, request: http1server.Request) -> http1server.Response:
         return http1server.Response(text="ok\n")
 
     async def _lean_readyz(self, request: http1server.Request) -> http1server.Response:
-        reason = self._not_ready()
-        if reason is None:
-            return http1server.Response(text="ok\n")
-        return http1server.Response(status=503, text=f"not ready: {reason}\n")
+        status, text = self._readiness()
+        return http1server.Response(status=status, text=text)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.registry)
