@@ -284,6 +284,15 @@ async def set_available(
     await client.patch(DEPLOYMENT, name, namespace, {"status": status}, subresource="status")
 
 
+HTTP_UPSTREAM: dict[str, Any] = {
+    "name": "github",
+    "kind": "http",
+    "endpoint": "https://mcp.github.com",
+    "auth": {"mode": "bearer", "secretRef": {"name": "pat", "key": "token"}},
+}
+"""An MCP's http upstream whose bearer token is key ``token`` of Secret ``pat`` (the tests' usual one)."""
+
+
 def secret_object(namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
     """A Secret with ``data`` (values given in clear, sent base64)."""
     return {

@@ -11,6 +11,7 @@ from agentkube.controllers.kinds import DEPLOYMENT, LLM_GATEWAY, MCP
 from agentkube.runtime.client import Client
 from agentkube.runtime.gvk import GVK
 from test.integration.operator_harness import (
+    HTTP_UPSTREAM,
     RunningOperator,
     condition,
     eventually,
@@ -20,12 +21,6 @@ from test.integration.operator_harness import (
 
 pytestmark = pytest.mark.integration
 
-HTTP = {
-    "name": "github",
-    "kind": "http",
-    "endpoint": "https://mcp.github.com",
-    "auth": {"mode": "bearer", "secretRef": {"name": "pat", "key": "token"}},
-}
 AUTOSCALER = "horizontal-pod-autoscaler-stand-in"
 
 
@@ -80,7 +75,7 @@ async def test_replicas_set_by_an_autoscaler_stay_after_our_next_apply(
     operator: RunningOperator, client: Client, namespace: str, gvk: GVK
 ) -> None:
     await client.apply(secret_object(namespace, "pat", {"token": "t"}), field_manager="test")
-    obj = mcp_object(namespace, "scaled", [HTTP]) if gvk == MCP else llm_gateway(namespace, "scaled")
+    obj = mcp_object(namespace, "scaled", [HTTP_UPSTREAM]) if gvk == MCP else llm_gateway(namespace, "scaled")
     await client.apply(obj, field_manager="test")
     await eventually(lambda: accepted_at(client, gvk, "scaled", namespace), "it is Accepted")
     deployment = await eventually(lambda: client.get(DEPLOYMENT, "scaled", namespace), "its Deployment")
@@ -102,7 +97,7 @@ async def test_replicas_given_in_the_spec_are_ours_and_put_back(
     operator: RunningOperator, client: Client, namespace: str
 ) -> None:
     await client.apply(secret_object(namespace, "pat", {"token": "t"}), field_manager="test")
-    await client.apply(mcp_object(namespace, "fixed", [HTTP], replicas=2), field_manager="test")
+    await client.apply(mcp_object(namespace, "fixed", [HTTP_UPSTREAM], replicas=2), field_manager="test")
     await eventually(lambda: accepted_at(client, MCP, "fixed", namespace), "it is Accepted")
     await eventually(lambda: client.get(DEPLOYMENT, "fixed", namespace), "its Deployment")
     await scale(client, "fixed", namespace, 5)

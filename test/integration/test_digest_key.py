@@ -16,6 +16,7 @@ from agentkube.controllers.workload import CONFIG_HASH_ANNOTATION, config_hash
 from agentkube.runtime.client import Client
 from agentkube.testing.controlplane import ControlPlane
 from test.integration.operator_harness import (
+    HTTP_UPSTREAM,
     RunningOperator,
     condition,
     eventually,
@@ -25,13 +26,6 @@ from test.integration.operator_harness import (
 )
 
 pytestmark = pytest.mark.integration
-
-HTTP = {
-    "name": "github",
-    "kind": "http",
-    "endpoint": "https://mcp.github.com",
-    "auth": {"mode": "bearer", "secretRef": {"name": "pat", "key": "token"}},
-}
 
 
 async def values(client: Client, namespace: str) -> dict[str, bytes]:
@@ -52,7 +46,7 @@ async def test_the_key_is_made_once_reused_across_restarts_and_no_template_has_a
     control_plane: ControlPlane, client: Client, namespace: str
 ) -> None:
     await client.apply(secret_object(namespace, "pat", {"token": "t"}), field_manager="test")
-    await client.apply(mcp_object(namespace, "one", [HTTP]), field_manager="test")
+    await client.apply(mcp_object(namespace, "one", [HTTP_UPSTREAM]), field_manager="test")
 
     async def accepted() -> bool:
         obj = await client.get(MCP, "one", namespace)

@@ -11,6 +11,7 @@ from agentkube.controllers.kinds import CONFIG_MAP, DEPLOYMENT, MCP
 from agentkube.runtime.client import Client
 from agentkube.testing.controlplane import ControlPlane
 from test.integration.operator_harness import (
+    HTTP_UPSTREAM,
     IMAGE,
     RunningOperator,
     condition,
@@ -22,17 +23,10 @@ from test.integration.operator_harness import (
 
 pytestmark = pytest.mark.integration
 
-HTTP = {
-    "name": "github",
-    "kind": "http",
-    "endpoint": "https://mcp.github.com",
-    "auth": {"mode": "bearer", "secretRef": {"name": "pat", "key": "token"}},
-}
-
 
 async def converge(control_plane: ControlPlane, client: Client, namespace: str) -> None:
     await client.apply(secret_object(namespace, "pat", {"token": "t"}), field_manager="test")
-    await client.apply(mcp_object(namespace, "one", [HTTP]), field_manager="test")
+    await client.apply(mcp_object(namespace, "one", [HTTP_UPSTREAM]), field_manager="test")
 
     async def accepted() -> bool:
         obj = await client.get(MCP, "one", namespace)

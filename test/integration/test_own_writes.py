@@ -27,6 +27,7 @@ from agentkube.runtime.controller import Controller
 from agentkube.runtime.gvk import ObjectKey
 from agentkube.runtime.reconcile import Reconciler, Request, Result
 from test.integration.operator_harness import (
+    HTTP_UPSTREAM,
     RunningOperator,
     condition,
     eventually,
@@ -38,12 +39,6 @@ pytestmark = pytest.mark.integration
 
 KINDS = (MCP, CONFIG_MAP, DEPLOYMENT, SERVICE, NETWORK_POLICY, POD_DISRUPTION_BUDGET, SECRET)
 NAMES = ("one", "two", "three")
-HTTP = {
-    "name": "github",
-    "kind": "http",
-    "endpoint": "https://mcp.github.com",
-    "auth": {"mode": "bearer", "secretRef": {"name": "pat", "key": "token"}},
-}
 
 
 class Counting:
@@ -115,7 +110,7 @@ async def test_each_mcp_converges_in_one_reconcile_and_a_child_changed_after_is_
     # Cached before any MCP exists, so its own event wakes no MCP.
     await eventually(lambda: operator.manager.cache.get(SECRET, "pat", namespace), "the Secret is cached")
     for name in NAMES:
-        await client.apply(mcp_object(namespace, name, [HTTP], replicas=2), field_manager="t")
+        await client.apply(mcp_object(namespace, name, [HTTP_UPSTREAM], replicas=2), field_manager="t")
     await eventually(lambda: converged(client, namespace), "every MCP is converged")
     await settled(operator, client, namespace)
 

@@ -22,6 +22,7 @@ from agentkube.runtime.client import Client
 from agentkube.runtime.errors import AlreadyExists
 from agentkube.runtime.gvk import GVK, ObjectKey
 from test.integration.operator_harness import (
+    HTTP_UPSTREAM,
     IMAGE,
     RunningOperator,
     condition,
@@ -37,13 +38,6 @@ pytestmark = pytest.mark.integration
 SAMPLE = Path(__file__).resolve().parents[2] / "config" / "samples" / "agentkube_v1alpha1_llmgateway.yaml"
 
 CONFIG_ERROR = "agentkube mcp-proxy: config.yaml: upstreams[0].url: 'mcp.github.com' is not an http(s) URL"
-HTTP = {
-    "name": "github",
-    "kind": "http",
-    "endpoint": "https://mcp.github.com",
-    "auth": {"mode": "bearer", "secretRef": {"name": "pat", "key": "token"}},
-}
-
 
 RUNNING = {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
 
@@ -172,7 +166,7 @@ async def available_and_ready(
 
 async def start_mcp(client: Client, namespace: str, name: str = "tools") -> Kubelet:
     await client.apply(secret_object(namespace, "pat", {"token": "t"}), field_manager="test")
-    await client.apply(mcp_object(namespace, name, [HTTP]), field_manager="test")
+    await client.apply(mcp_object(namespace, name, [HTTP_UPSTREAM]), field_manager="test")
     await eventually(lambda: get_or_none(client, DEPLOYMENT, name, namespace), "the Deployment exists")
     await set_available(client, namespace, name, False)
     return Kubelet(client, namespace, name, "mcp-proxy")

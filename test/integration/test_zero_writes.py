@@ -19,6 +19,7 @@ from agentkube.controllers.kinds import LLM_GATEWAY, MCP
 from agentkube.runtime.client import Client
 from agentkube.testing.controlplane import ControlPlane
 from test.integration.operator_harness import (
+    HTTP_UPSTREAM,
     RunningOperator,
     condition,
     eventually,
@@ -33,12 +34,6 @@ pytestmark = pytest.mark.integration
 SAMPLES = Path(__file__).resolve().parents[2] / "config" / "samples"
 
 
-HTTP = {
-    "name": "github",
-    "kind": "http",
-    "endpoint": "https://mcp.github.com",
-    "auth": {"mode": "bearer", "secretRef": {"name": "pat", "key": "token"}},
-}
 HEALTHY = ("one", "two", "front", "shared-gateway")
 
 
@@ -50,13 +45,13 @@ async def populate(client: Client, namespace: str) -> None:
         secret_object(namespace, "pat", {"token": "t"}),
         secret_object(namespace, "anthropic-key", {"api-key": "k"}),
         secret_object(namespace, "shared-gateway-api-keys", {"team-a": "a"}),
-        mcp_object(namespace, "one", [HTTP]),
-        mcp_object(namespace, "two", [HTTP], replicas=2),
+        mcp_object(namespace, "one", [HTTP_UPSTREAM]),
+        mcp_object(namespace, "two", [HTTP_UPSTREAM], replicas=2),
         mcp_object(namespace, "front", [{"name": "one", "kind": "mcpRef", "mcpRef": {"name": "one"}}]),
         mcp_object(
             namespace,
             "broken",
-            [{**HTTP, "auth": {"mode": "bearer", "secretRef": {"name": "gone", "key": "k"}}}],
+            [{**HTTP_UPSTREAM, "auth": {"mode": "bearer", "secretRef": {"name": "gone", "key": "k"}}}],
         ),
         gateway,
     ]
