@@ -78,8 +78,8 @@ from agentkube.runtime.reconcile import (
     ReconcileFunc,
     Reconciler,
     Request,
-    TerminalError,
     as_reconciler,
+    is_terminal,
 )
 from agentkube.runtime.workqueue import LOW_PRIORITY, NORMAL_PRIORITY, RateLimitingQueue, ShutDown
 
@@ -113,17 +113,6 @@ def _leaves(err: BaseException) -> Iterator[BaseException]:
             yield from _leaves(member)
     else:
         yield err
-
-
-def _is_terminal(err: BaseException) -> bool:
-    # Also through ``raise ... from TerminalError(...)``: like Go's errors.Is, wrapping keeps the kind.
-    for leaf in _leaves(err):
-        seen: BaseException | None = leaf
-        while seen is not None:
-            if isinstance(seen, TerminalError):
-                return True
-            seen = seen.__cause__
-    return False
 
 
 class Controller:
@@ -359,7 +348,7 @@ class Controller:
             except Exception as err:
                 self._errors.inc()
                 self._total["error"].inc()
-                if _is_terminal(err):
+                if is_terminal(err):
                     self._terminal.inc()
                     _log.error("reconcile failed with a terminal error; not retrying", error=str(err))
                     return

@@ -69,7 +69,7 @@ from agentkube.runtime.errors import Conflict, Invalid, NotFound
 from agentkube.runtime.events import EventRecorder
 from agentkube.runtime.gvk import GVK
 from agentkube.runtime.logging import get_logger
-from agentkube.runtime.reconcile import Result, TerminalError
+from agentkube.runtime.reconcile import Result, is_terminal
 
 __all__ = ["Finalizer", "FinalizerFunc", "has_finalizer"]
 
@@ -94,17 +94,6 @@ def _describe(obj: dict[str, Any]) -> str:
     ns = meta.get("namespace")
     name = meta.get("name")
     return f"{obj.get('kind', '?')} {ns}/{name}" if ns else f"{obj.get('kind', '?')} {name}"
-
-
-def _contains_terminal(err: BaseException) -> bool:
-    if isinstance(err, BaseExceptionGroup):
-        return any(_contains_terminal(e) for e in err.exceptions)
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, TerminalError):
-            return True
-        seen = seen.__cause__
-    return False
 
 
 class Finalizer:
@@ -169,7 +158,7 @@ class Finalizer:
             result = await cleanup(obj)
         except Exception as err:
             self._report(obj, err)
-            if _contains_terminal(err):
+            if is_terminal(err):
                 return Result(requeue=True)
             raise
         if result is not None and (result.requeue or result.requeue_after):

@@ -22,7 +22,15 @@ from typing import Any, Protocol, runtime_checkable
 
 from agentkube.runtime.gvk import ObjectKey
 
-__all__ = ["ReconcileFunc", "Reconciler", "Request", "Result", "TerminalError", "as_reconciler"]
+__all__ = [
+    "ReconcileFunc",
+    "Reconciler",
+    "Request",
+    "Result",
+    "TerminalError",
+    "as_reconciler",
+    "is_terminal",
+]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -66,6 +74,19 @@ class TerminalError(Exception):
 
     The object is reconciled again when it changes, so a user fixing the spec is picked up.
     """
+
+
+def is_terminal(err: BaseException) -> bool:
+    """Whether ``err`` is a ``TerminalError``, also inside an exception group or as the cause of
+    another (``raise ... from TerminalError(...)``: like Go's errors.Is, wrapping keeps the kind)."""
+    if isinstance(err, BaseExceptionGroup):
+        return any(is_terminal(member) for member in err.exceptions)
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, TerminalError):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 @runtime_checkable
