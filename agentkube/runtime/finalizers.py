@@ -191,77 +191,74 @@ class Finalizer:
         Never adds to an object being deleted (the API server forbids it): such an object comes back
         unchanged, with ``deletionTimestamp`` set.
         """
+        return await self._patch_tested(obj, self._add_ops, "add", "add")
+
+    async def remove(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Remove our finalizer (and nothing else) from ``obj``; the object after, None if it is gone
+        (which removing the last finalizer of a deleted object does)."""
+        return await self._patch_tested(obj, self._remove_ops, "remove", "removal")
+
+    def _add_ops(self, current: dict[str, Any]) -> list[dict[str, Any]] | None:
+        meta = current.get("metadata") or {}
+        if has_finalizer(current, self.name) or meta.get("deletionTimestamp"):
+            return None
+        finalizers = meta.get("finalizers") or None
+        ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/uid", "value": meta.get("uid")}]
+        if finalizers is None:
+            return [
+                *ops,
+                {"op": "test", "path": "/metadata/finalizers", "value": None},
+                {"op": "add", "path": "/metadata/finalizers", "value": [self.name]},
+            ]
+        return [
+            *ops,
+            {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": self.name},
+        ]
+
+    def _remove_ops(self, current: dict[str, Any]) -> list[dict[str, Any]] | None:
+        meta = current.get("metadata") or {}
+        finalizers = list(meta.get("finalizers") or ())
+        if self.name not in finalizers:
+            return None
+        path = f"/metadata/finalizers/{finalizers.index(self.name)}"
+        return [
+            {"op": "test", "path": "/metadata/uid", "value": meta.get("uid")},
+            {"op": "test", "path": path, "value": self.name},
+            {"op": "remove", "path": path},
+        ]
+
+    async def _patch_tested(
+        self,
+        obj: dict[str, Any],
+        ops_for: Callable[[dict[str, Any]], list[dict[str, Any]] | None],
+        verb: str,
+        noun: str,
+    ) -> dict[str, Any] | None:
+        """Send ``ops_for(current)`` (None: nothing to do, ``current`` is the answer); when one of its
+        tests fails (the object changed since it was read), read it again and retry, at most
+        ``max_attempts`` times. None when the object is gone (or is another one of that name now)."""
         current = obj
         last: Invalid | None = None
         for attempt in range(1, self.max_attempts + 1):
-            meta = current.get("metadata") or {}
-            if has_finalizer(current, self.name) or meta.get("deletionTimestamp"):
+            ops = ops_for(current)
+            if ops is None:
                 return current
-            finalizers = meta.get("finalizers") or None
-            ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/uid", "value": meta.get("uid")}]
-            if finalizers is None:
-                ops += [
-                    {"op": "test", "path": "/metadata/finalizers", "value": None},
-                    {"op": "add", "path": "/metadata/finalizers", "value": [self.name]},
-                ]
-            else:
-                ops += [
-                    {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
-                    {"op": "add", "path": "/metadata/finalizers/-", "value": self.name},
-                ]
             try:
                 return await self._patch(current, ops)
             except NotFound:
                 return None
             except Invalid as err:
                 last = err
-                # A test failed: the object changed since it was read (or is a new one of that name).
                 fresh = await self._reread(current)
                 if fresh is None:
                     return None
                 current = fresh
-                _log.debug("finalizer add raced a change; retrying", finalizer=self.name, attempt=attempt)
+                _log.debug(f"finalizer {noun} raced a change; retrying", finalizer=self.name, attempt=attempt)
         raise Conflict(
             409,
             "Conflict",
-            f"{_describe(obj)}: metadata.finalizers: could not add {self.name!r} in {self.max_attempts} "
-            f"attempts, the object kept changing (last answer: {last}); retrying with backoff",
-        )
-
-    async def remove(self, obj: dict[str, Any]) -> dict[str, Any] | None:
-        """Remove our finalizer (and nothing else) from ``obj``; the object after, None if it is gone
-        (which removing the last finalizer of a deleted object does)."""
-        current = obj
-        last: Invalid | None = None
-        for attempt in range(1, self.max_attempts + 1):
-            meta = current.get("metadata") or {}
-            finalizers = list(meta.get("finalizers") or ())
-            if self.name not in finalizers:
-                return current
-            index = finalizers.index(self.name)
-            path = f"/metadata/finalizers/{index}"
-            ops: list[dict[str, Any]] = [
-                {"op": "test", "path": "/metadata/uid", "value": meta.get("uid")},
-                {"op": "test", "path": path, "value": self.name},
-                {"op": "remove", "path": path},
-            ]
-            try:
-                after = await self._patch(current, ops)
-            except NotFound:
-                return None
-            except Invalid as err:
-                last = err
-                fresh = await self._reread(current)
-                if fresh is None:
-                    return None
-                current = fresh
-                _log.debug("finalizer removal raced a change; retrying", finalizer=self.name, attempt=attempt)
-                continue
-            return after
-        raise Conflict(
-            409,
-            "Conflict",
-            f"{_describe(obj)}: metadata.finalizers: could not remove {self.name!r} in "
+            f"{_describe(obj)}: metadata.finalizers: could not {verb} {self.name!r} in "
             f"{self.max_attempts} attempts, the object kept changing (last answer: {last}); "
             "retrying with backoff",
         )
