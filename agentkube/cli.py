@@ -140,11 +140,11 @@ def _kubeconfig_path(kubeconfig: str | None) -> Path:
 
 def _cluster_answers(path: Path) -> bool:
     """Whether the kubeconfig names a cluster that answers /version within a few seconds."""
-    from kubernetes_asyncio import client, config
+    from agentkube.runtime.client import Client
 
     async def ask() -> None:
-        async with await config.new_client_from_config(config_file=str(path)) as api:
-            await client.VersionApi(api).get_code(_request_timeout=5)
+        async with await Client.from_kubeconfig(str(path), request_timeout=5) as client:
+            await client.version()
 
     if not path.is_file():
         return False

@@ -55,14 +55,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
 import aiohttp
 import orjson
 from aiohttp.helpers import get_env_proxy_for_url
-from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
 from yarl import URL
 
 from agentkube.runtime import metrics
@@ -77,6 +75,13 @@ from agentkube.runtime.errors import (
     WatchStalled,
 )
 from agentkube.runtime.gvk import GVK
+from agentkube.runtime.kubeconfig import (
+    ConfigException,
+    Configuration,
+    RESTClientObject,
+    load_incluster_config,
+    load_kube_config,
+)
 from agentkube.runtime.logging import get_logger
 
 __all__ = ["Client", "PatchType", "Resource"]
@@ -158,16 +163,40 @@ class _GroupVersion:
     kinds: dict[str, Resource]
 
 
+class ApiClientLike(Protocol):
+    """What ``Client`` uses of a kubernetes_asyncio ``ApiClient``: its configuration, its REST client
+    (the aiohttp session) and ``close``. A real ``ApiClient`` is one; ``Connection`` is the same
+    without the generated API behind it."""
+
+    configuration: Configuration
+    rest_client: RESTClientObject
+
+    async def close(self) -> None: ...
+
+
+class Connection:
+    """A configuration and the aiohttp session made from it (kubernetes_asyncio's ``RESTClientObject``:
+    TLS context, pool size, proxy): what ``Client.from_kubeconfig`` builds, in place of an
+    ``ApiClient`` and the generated models it would import (``agentkube.runtime.kubeconfig``)."""
+
+    def __init__(self, configuration: Configuration) -> None:
+        self.configuration = configuration
+        self.rest_client = RESTClientObject(configuration)
+
+    async def close(self) -> None:
+        await self.rest_client.close()
+
+
 class Client:
     """An async client for any kind the API server serves; see the module docstring for guarantees.
 
-    Construct it over a configured ``kubernetes_asyncio.client.ApiClient`` (whose aiohttp session it
-    uses and which ``close()`` closes), or with ``await Client.from_kubeconfig()``.
+    Construct it over a configured ``Connection`` or kubernetes_asyncio ``ApiClient`` (whose aiohttp
+    session it uses and which ``close()`` closes), or with ``await Client.from_kubeconfig()``.
     """
 
     def __init__(
         self,
-        api_client: k8s_client.ApiClient,
+        api_client: ApiClientLike,
         *,
         request_timeout: float = 30.0,
         field_manager: str = "agentkube",
@@ -188,7 +217,7 @@ class Client:
         if not field_manager:
             raise ValueError("field_manager must not be empty")
         self._api_client = api_client
-        self._configuration: k8s_client.Configuration = api_client.configuration
+        self._configuration: Configuration = api_client.configuration
         rest = api_client.rest_client
         self._pool: aiohttp.ClientSession = rest.pool_manager
         self._session: aiohttp.ClientSession | None = None
@@ -244,7 +273,7 @@ class Client:
         ``context`` picks a kubeconfig context other than the current one; the other arguments are
         ``Client``'s.
         """
-        configuration = k8s_client.Configuration()
+        configuration = Configuration()
         loader: Any = None
         kubeconfig = path or os.environ.get("KUBECONFIG") or None
         home_config = Path.home() / ".kube" / "config"
@@ -252,22 +281,21 @@ class Client:
         if kubeconfig is None and not in_cluster and home_config.exists():
             kubeconfig = str(home_config)
         if kubeconfig is not None:
-            loader = await k8s_config.load_kube_config(
+            loader = await load_kube_config(
                 config_file=kubeconfig,
                 context=context,
                 client_configuration=configuration,
                 persist_config=False,
             )
         elif in_cluster:
-            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         else:
-            raise k8s_config.ConfigException(
+            raise ConfigException(
                 "no Kubernetes configuration: pass a kubeconfig path, set $KUBECONFIG, "
                 "create ~/.kube/config, or run in a pod"
             )
-        api_client = k8s_client.ApiClient(configuration=configuration)
         client = cls(
-            api_client,
+            Connection(configuration),
             request_timeout=request_timeout,
             field_manager=field_manager,
             read_retries=read_retries,
@@ -372,6 +400,10 @@ class Client:
         return entry_gv
 
     # ----------------------------------------------------------------------------------- reads
+
+    async def version(self) -> Obj:
+        """The server's ``/version`` answer (``gitVersion``, ``major``, ``minor``, ...)."""
+        return await self._json("GET", "/version")
 
     async def get(self, gvk: GVK, name: str, namespace: str | None = None) -> Obj:
         """One object; ``NotFound`` if it does not exist."""
@@ -935,12 +967,12 @@ def _uses_exec_plugin(loader: Any) -> bool:
         return False
 
 
-def _install_exec_refresh(client: Client, loader: Any, configuration: k8s_client.Configuration) -> None:
+def _install_exec_refresh(client: Client, loader: Any, configuration: Configuration) -> None:
     """Keep exec-plugin tokens fresh: re-run the plugin before each request once its token is near
     expiry (kubernetes_asyncio caches it until then), and after a 401 whatever the expiry said."""
     lock = asyncio.Lock()
 
-    async def refresh_if_expiring(cfg: k8s_client.Configuration) -> None:
+    async def refresh_if_expiring(cfg: Configuration) -> None:
         if not hasattr(loader, "exec_plugin_expiry"):
             return  # no expiry given: the token stands until the server rejects it
         async with lock:
