@@ -1,10 +1,12 @@
-"""A lean HTTP/1.1 client for the data plane's hot path: one POST, its answer as it arrives.
+"""A lean HTTP/1.1 client for hot paths: one request, its answer as it arrives.
 
-The LLM gateway sends every request to an upstream through this client. aiohttp's ``ClientSession``
-is general (cookies, redirects, auth, tracing, decompression, multidicts) and costs about 90 µs of
-CPU per request on this project's benchmark machine; a proxy needs none of that. This client costs
-about 15 µs: a pool of keep-alive connections per origin on ``asyncio.Protocol``, ``httptools``
-(llhttp, Node's parser) for the answers, and the request written in one ``write``.
+The LLM gateway sends every request to an upstream through this client, and the operator's
+``agentkube.runtime.client.Client`` every request to the API server (watches included). aiohttp's
+``ClientSession`` is general (cookies, redirects, auth, tracing, decompression, multidicts) and
+costs about 90 µs of CPU per request on this project's benchmark machine; a proxy needs none of
+that. This client costs about 15 µs: a pool of keep-alive connections per origin on
+``asyncio.Protocol``, ``httptools`` (llhttp, Node's parser) for the answers, and the request
+written in one ``write``.
 
 What a caller may rely on:
 
@@ -15,9 +17,9 @@ What a caller may rely on:
   raises ``ClientError`` (a connection-level failure: the caller may try another upstream) with a
   message that names what happened and never a header value.
 - ``https`` URLs are verified against the system's CAs (``SSL_CERT_FILE`` honoured) or the pool's
-  ``ssl_context``. A ``proxy`` (``http://host:port``) is used the standard way: ``CONNECT`` for
-  ``https`` targets (TLS inside the tunnel), the absolute URL for ``http`` ones; ``proxy_headers``
-  go to the proxy only.
+  ``ssl_context``, for the URL's host or the pool's ``server_hostname``. A ``proxy``
+  (``http://host:port``) is used the standard way: ``CONNECT`` for ``https`` targets (TLS inside
+  the tunnel), the absolute URL for ``http`` ones; ``proxy_headers`` go to the proxy only.
 - A connection returns to its pool only when the answer was read to its end and neither side said
   ``Connection: close``; ``release()`` does that (or closes it when the body was not read to the
   end), ``close()`` always closes. A request on a kept-alive connection that the server had closed
@@ -416,8 +418,12 @@ class Pool:
         keepalive_seconds: float = 30.0,
         max_idle: int = 256,
         ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
     ) -> None:
+        """server_hostname: the name TLS verifies the server's certificate against, when not the
+        URL's host (a kubeconfig's ``tls-server-name``)."""
         self.connect_seconds = connect_seconds
+        self.server_hostname = server_hostname
         self.keepalive_seconds = keepalive_seconds
         self.max_idle = max_idle
         self._ssl = ssl_context
@@ -537,7 +543,7 @@ class Pool:
                         origin.host,
                         origin.port,
                         ssl=self.ssl_context if tls else None,
-                        server_hostname=origin.host if tls else None,
+                        server_hostname=(self.server_hostname or origin.host) if tls else None,
                     )
                     return conn
                 via, _ = _split(proxy)
@@ -550,7 +556,10 @@ class Pool:
                 await conn.tunnel(connect.encode("latin-1"))
                 assert conn.transport is not None
                 transport = await loop.start_tls(
-                    conn.transport, conn, self.ssl_context, server_hostname=origin.host
+                    conn.transport,
+                    conn,
+                    self.ssl_context,
+                    server_hostname=self.server_hostname or origin.host,
                 )
                 if transport is None:
                     raise ClientError("TLS could not begin inside the proxy's tunnel")

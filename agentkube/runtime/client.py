@@ -1,10 +1,12 @@
 """An async Kubernetes client for any kind, on plain dicts.
 
 kubernetes_asyncio supplies only what is hard to get right and easy to reuse: loading kubeconfig or
-in-cluster configuration, credentials (bearer tokens refreshed from the service-account file or an
-exec plugin, client certificates, the CA bundle, TLS server name, proxy) and its aiohttp session.
-Every request is sent here with aiohttp directly and decoded with orjson into plain dicts; no
-generated model classes, no ``Watch`` helper.
+in-cluster configuration and credentials (bearer tokens refreshed from the service-account file or
+an exec plugin, client certificates, the CA bundle, TLS server name, proxy). Every request is sent
+on the project's lean HTTP/1.1 client (``agentkube.dataplane.http1``: keep-alive connections,
+``httptools``, one timer for every deadline; about half aiohttp's CPU per request against a real
+API server) and decoded with orjson into plain dicts; no generated model classes, no ``Watch``
+helper.
 
 What a caller may rely on:
 
@@ -41,28 +43,31 @@ What a caller may rely on:
   run again and the request retried once.
 - Each HTTP request counts once in ``rest_client_requests_total{code,method,host}`` (``code`` is
   ``"<error>"`` when no answer came).
-- The aiohttp connection pool is shared by requests and watches; each open watch holds one
-  connection, so the pool (``Configuration.connection_pool_maxsize``, 100 by default) must exceed
-  the number of concurrent watches.
+- Connections are kept alive and reused; each open watch holds one of its own. At most
+  ``Configuration.connection_pool_maxsize`` (100 by default) other requests are in flight at once;
+  more wait for a turn. A connection failure raises ``ServerUnreachable`` (a ``ConnectionError``),
+  a late answer ``RequestTimeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-import aiohttp
 import orjson
 from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
+from agentkube.dataplane import http1
 from agentkube.runtime import metrics
 from agentkube.runtime.echo import note_written
 from agentkube.runtime.errors import (
@@ -71,6 +76,7 @@ from agentkube.runtime.errors import (
     KindNotServed,
     RequestTimeout,
     ServerError,
+    ServerUnreachable,
     TooManyRequests,
     WatchStalled,
 )
@@ -78,7 +84,6 @@ from agentkube.runtime.gvk import GVK
 from agentkube.runtime.kubeconfig import (
     ConfigException,
     Configuration,
-    RESTClientObject,
     load_incluster_config,
     load_kube_config,
 )
@@ -164,34 +169,31 @@ class _GroupVersion:
 
 
 class ApiClientLike(Protocol):
-    """What ``Client`` uses of a kubernetes_asyncio ``ApiClient``: its configuration, its REST client
-    (the aiohttp session) and ``close``. A real ``ApiClient`` is one; ``Connection`` is the same
-    without the generated API behind it."""
+    """What ``Client`` uses of a kubernetes_asyncio ``ApiClient``: its configuration (server,
+    credentials, TLS, proxy, pool size) and ``close``. A real ``ApiClient`` is one; ``Connection`` is
+    the same without the generated API behind it."""
 
     configuration: Configuration
-    rest_client: RESTClientObject
 
     async def close(self) -> None: ...
 
 
 class Connection:
-    """A configuration and the aiohttp session made from it (kubernetes_asyncio's ``RESTClientObject``:
-    TLS context, pool size, proxy): what ``Client.from_kubeconfig`` builds, in place of an
-    ``ApiClient`` and the generated models it would import (``agentkube.runtime.kubeconfig``)."""
+    """A configuration, as ``Client.from_kubeconfig`` loads it, in place of an ``ApiClient`` and the
+    generated models it would import (``agentkube.runtime.kubeconfig``)."""
 
     def __init__(self, configuration: Configuration) -> None:
         self.configuration = configuration
-        self.rest_client = RESTClientObject(configuration)
 
     async def close(self) -> None:
-        await self.rest_client.close()
+        """Nothing to close: the connections are the ``Client``'s."""
 
 
 class Client:
     """An async client for any kind the API server serves; see the module docstring for guarantees.
 
-    Construct it over a configured ``Connection`` or kubernetes_asyncio ``ApiClient`` (whose aiohttp
-    session it uses and which ``close()`` closes), or with ``await Client.from_kubeconfig()``.
+    Construct it over a configured ``Connection`` or kubernetes_asyncio ``ApiClient`` (whose
+    configuration it uses and which ``close()`` closes), or with ``await Client.from_kubeconfig()``.
     """
 
     def __init__(
@@ -217,14 +219,18 @@ class Client:
         if not field_manager:
             raise ValueError("field_manager must not be empty")
         self._api_client = api_client
-        self._configuration: Configuration = api_client.configuration
-        rest = api_client.rest_client
-        self._pool: aiohttp.ClientSession = rest.pool_manager
-        self._session: aiohttp.ClientSession | None = None
-        self._proxy: str | None = getattr(rest, "proxy", None) or None
-        self._proxy_headers: Mapping[str, str] | None = getattr(rest, "proxy_headers", None) or None
-        self._proxy_auth: aiohttp.BasicAuth | None = None
-        self._server_hostname: str | None = getattr(rest, "server_hostname", None) or None
+        configuration: Configuration = api_client.configuration
+        self._configuration = configuration
+        self._proxy: str | None = configuration.proxy or None
+        self._proxy_headers: dict[str, str] = dict(configuration.proxy_headers or {})
+        # At most this many requests at once (watches aside), as kubernetes-asyncio's pool allowed.
+        self._slots = asyncio.Semaphore(int(configuration.connection_pool_maxsize or 100))
+        self._http = http1.Pool(
+            ssl_context=_ssl_context(configuration),
+            server_hostname=configuration.tls_server_name or None,
+            connect_seconds=request_timeout,
+            max_idle=int(configuration.connection_pool_maxsize or 100),
+        )
         if read_retries < 0 or read_retry_budget < 0:
             raise ValueError("read_retries and read_retry_budget must not be negative")
         self.request_timeout = request_timeout
@@ -236,16 +242,24 @@ class Client:
         url = URL(host)
         self._host_label = f"{url.host}:{url.port}" if url.port is not None else str(url.host)
         if self._proxy is None:
-            # The session kubernetes-asyncio makes trusts the environment, so aiohttp looks the proxy
-            # variables (and ~/.netrc) up in a worker thread on every request: a fifth of the
-            # manager's CPU. The server's URL never changes: look it up once, the same way.
+            # The environment's proxy variables (and ~/.netrc), looked up once as aiohttp would: the
+            # server's URL never changes.
             try:
-                proxy, self._proxy_auth = get_env_proxy_for_url(url)
-                self._proxy = str(proxy)
+                proxy, proxy_auth = get_env_proxy_for_url(url)
+                self._proxy = str(proxy.with_user(None))
+                if proxy_auth is not None:
+                    self._proxy_headers.setdefault("Proxy-Authorization", proxy_auth.encode())
             except LookupError:
                 pass
+        if self._proxy is not None:
+            proxy_url = URL(self._proxy)
+            if proxy_url.user is not None:  # credentials in the proxy URL itself
+                userinfo = f"{proxy_url.user}:{proxy_url.password or ''}".encode()
+                self._proxy_headers.setdefault(
+                    "Proxy-Authorization", "Basic " + base64.b64encode(userinfo).decode()
+                )
+                self._proxy = str(proxy_url.with_user(None))
         self._discovery: dict[str, _GroupVersion] = {}
-        self._timeouts: dict[tuple[float, bool], aiohttp.ClientTimeout] = {}
         self._counters: dict[tuple[str, str], Any] = {}
         self._discovery_locks: dict[str, asyncio.Lock] = {}
         # Set by from_kubeconfig when credentials come from an exec plugin: re-runs it after a 401,
@@ -305,22 +319,9 @@ class Client:
             _install_exec_refresh(client, loader, configuration)
         return client
 
-    def _client_session(self) -> aiohttp.ClientSession:
-        # Made on first use, inside the event loop: kubernetes-asyncio's connector (TLS, pool size)
-        # without its trust_env (the proxy was worked out once, above).
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=self._pool.connector,
-                connector_owner=False,
-                trust_env=False,
-                read_bufsize=2**21,  # watch events of large objects exceed aiohttp's default
-            )
-        return self._session
-
     async def close(self) -> None:
-        """Close the underlying session (and with it every open watch)."""
-        if self._session is not None:
-            await self._session.close()
+        """Close every connection (and with them every open watch)."""
+        await self._http.close()
         await self._api_client.close()
 
     async def __aenter__(self) -> Client:
@@ -535,29 +536,27 @@ class Client:
         if field_selector:
             query.append(("fieldSelector", field_selector))
         accept = _ACCEPT_METADATA if metadata_only else "application/json"
-        timeout = aiohttp.ClientTimeout(
-            total=timeout_seconds + _WATCH_MARGIN,
-            connect=self.request_timeout,
-            sock_connect=self.request_timeout,
+        # Response headers come at once from a healthy server; only the body may be long-lived.
+        response = await self._send(
+            "GET", path, query=query, accept=accept, answer_seconds=self.request_timeout
         )
-        try:
-            # Response headers come at once from a healthy server; only the body may be long-lived.
-            async with asyncio.timeout(self.request_timeout):
-                response = await self._send("GET", path, query=query, accept=accept, client_timeout=timeout)
-        except TimeoutError as exc:
-            raise RequestTimeout(f"watch {path}: no answer within {self.request_timeout:g} s") from exc
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + timeout_seconds + _WATCH_MARGIN
         try:
             if response.status >= 300:
                 body = await _read_bounded(response, self.request_timeout)
                 raise _error_from(response.status, body, response.headers.get("Retry-After"))
             pending = bytearray()
             while True:
-                inactivity = asyncio.timeout(inactivity_timeout)
+                left = ends - loop.time()
+                wait = min(inactivity_timeout, left)
                 try:
-                    async with inactivity:
-                        chunk = await response.content.readany()
-                except TimeoutError as exc:
-                    if inactivity.expired():
+                    if left <= 0:
+                        raise http1.Timeout("past the watch's end")
+                    response.idle_timeout(wait)
+                    chunk = await response.readany()
+                except http1.Timeout as exc:
+                    if wait >= inactivity_timeout:
                         raise WatchStalled(
                             f"watch {path}: no data for {inactivity_timeout:g} s; "
                             "the connection is presumed dead"
@@ -566,6 +565,8 @@ class Client:
                         f"watch {path}: not closed by the server within "
                         f"timeoutSeconds={timeout_seconds} + {_WATCH_MARGIN:g} s"
                     ) from exc
+                except http1.ClientError as exc:
+                    raise ServerUnreachable(f"watch {path}: {exc}") from exc
                 if not chunk:
                     break
                 pending += chunk
@@ -784,30 +785,28 @@ class Client:
         accept: str = "application/json",
         streamed: bool = False,
     ) -> Obj:
-        timeout = self._client_timeout(streamed)
-        try:
-            async with asyncio.timeout(self.request_timeout):
-                response = await self._send(
-                    method, path, query=query, body=body, content_type=content_type, accept=accept,
-                    client_timeout=timeout,
-                )  # fmt: skip
-                if not streamed:
-                    try:
-                        data = await response.read()
-                    finally:
-                        response.release()
-        except TimeoutError as exc:
-            raise RequestTimeout(f"{method} {path}: no answer within {self.request_timeout:g} s") from exc
-        if streamed:
+        async with self._slots:
+            response = await self._send(
+                method, path, query=query, body=body, content_type=content_type, accept=accept,
+                answer_seconds=self.request_timeout,
+            )  # fmt: skip
+            if streamed:
+                response.idle_timeout(self.request_timeout)  # no total: each silence is bounded
             try:
-                # aiohttp's sock_read bounds each wait for bytes, not the whole body.
                 data = await response.read()
-            except TimeoutError as exc:
+            except http1.Timeout as exc:
+                response.close()
                 raise RequestTimeout(
                     f"{method} {path}: the body stopped arriving for {self.request_timeout:g} s"
+                    if streamed
+                    else f"{method} {path}: no answer within {self.request_timeout:g} s"
                 ) from exc
-            finally:
-                response.release()
+            except http1.ClientError as exc:
+                response.close()
+                raise ServerUnreachable(f"{method} {path}: {exc}") from exc
+            except BaseException:
+                response.close()
+                raise
         if response.status >= 300:
             raise _error_from(response.status, data, response.headers.get("Retry-After"))
         if not data:
@@ -816,19 +815,6 @@ class Client:
         if not isinstance(decoded, dict):
             raise ApiError(response.status, "", f"{method} {path}: expected a JSON object")
         return decoded
-
-    def _client_timeout(self, streamed: bool) -> aiohttp.ClientTimeout:
-        """aiohttp's timeout for one request, made once per (request_timeout, streamed)."""
-        key = (self.request_timeout, streamed)
-        timeout = self._timeouts.get(key)
-        if timeout is None:
-            seconds = self.request_timeout
-            timeout = self._timeouts[key] = (
-                aiohttp.ClientTimeout(total=None, connect=seconds, sock_connect=seconds, sock_read=seconds)
-                if streamed
-                else aiohttp.ClientTimeout(total=seconds)
-            )
-        return timeout
 
     def _count(self, code: str, method: str) -> None:
         counter = self._counters.get((code, method))
@@ -847,10 +833,16 @@ class Client:
         body: bytes | None = None,
         content_type: str = "application/json",
         accept: str = "application/json",
-        client_timeout: aiohttp.ClientTimeout,
-    ) -> aiohttp.ClientResponse:
-        """Send one request with credentials; count it; retry once after a 401 if the credentials
-        come from an exec plugin that can mint new ones. The caller releases the response."""
+        answer_seconds: float,
+    ) -> http1.Response:
+        """Send one request with credentials; its answer once the head has arrived (its body within
+        ``answer_seconds`` of the send unless the caller changes that). Counts it; retries once after
+        a 401 if the credentials come from an exec plugin that can mint new ones. Raises
+        ``RequestTimeout`` when the head is late, ``ServerUnreachable`` when no answer could be had.
+        The caller reads, releases or closes the response."""
+        url = self._base + path
+        if query:
+            url += "?" + urlencode(query, quote_via=quote)
         for attempt in (1, 2):
             headers = {"Accept": accept, "User-Agent": _USER_AGENT}
             if body is not None:
@@ -859,31 +851,28 @@ class Client:
             for setting in auth.values():
                 if setting.get("in") == "header" and setting.get("value"):
                     headers[str(setting["key"])] = str(setting["value"])
-            kwargs: dict[str, Any] = {}
-            if self._proxy:
-                kwargs["proxy"] = self._proxy
-                if self._proxy_headers:
-                    kwargs["proxy_headers"] = self._proxy_headers
-                if self._proxy_auth is not None:
-                    kwargs["proxy_auth"] = self._proxy_auth
-            if self._server_hostname:
-                kwargs["server_hostname"] = self._server_hostname
             try:
-                response = await self._client_session().request(
+                response = await self._http.request(
                     method,
-                    self._base + path,
-                    params=list(query),
-                    data=body,
-                    headers=headers,
-                    timeout=client_timeout,
-                    **kwargs,
+                    url,
+                    headers,
+                    body or b"",
+                    proxy=self._proxy,
+                    proxy_headers=self._proxy_headers,
+                    answer_seconds=answer_seconds,
                 )
+            except http1.Timeout as exc:
+                self._count("<error>", method)
+                raise RequestTimeout(f"{method} {path}: no answer within {answer_seconds:g} s") from exc
+            except http1.ClientError as exc:
+                self._count("<error>", method)
+                raise ServerUnreachable(f"{method} {path}: {exc}") from exc
             except BaseException:
                 self._count("<error>", method)
                 raise
             self._count(str(response.status), method)
             if response.status == 401 and attempt == 1 and self._reauthenticate is not None:
-                response.release()
+                response.close()
                 log.info("API server answered 401; refreshing exec-plugin credentials")
                 await self._reauthenticate()
                 continue
@@ -951,12 +940,27 @@ def _error_from(status: int, data: bytes, retry_after_header: str | None = None)
     )
 
 
-async def _read_bounded(response: aiohttp.ClientResponse, seconds: float) -> bytes:
+async def _read_bounded(response: http1.Response, seconds: float) -> bytes:
+    """An error answer's body, or b"" when it does not come within ``seconds``."""
+    response.idle_timeout(seconds)
     try:
-        async with asyncio.timeout(seconds):
-            return await response.read()
-    except TimeoutError:
+        return await response.read(1 << 20)
+    except http1.ClientError:
         return b""
+
+
+def _ssl_context(configuration: Configuration) -> ssl.SSLContext:
+    """The TLS context of the configuration's CA bundle, client certificate and verification
+    settings, made as kubernetes-asyncio makes its own."""
+    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+    if configuration.cert_file:
+        context.load_cert_chain(configuration.cert_file, keyfile=configuration.key_file)
+    if not configuration.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if getattr(configuration, "disable_strict_ssl_verification", False):
+        context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+    return context
 
 
 def _uses_exec_plugin(loader: Any) -> bool:

@@ -43,6 +43,7 @@ __all__ = [
     "NotFound",
     "RequestTimeout",
     "ServerError",
+    "ServerUnreachable",
     "TooManyRequests",
     "Unauthorized",
     "WatchStalled",
@@ -229,6 +230,11 @@ class KindNotServed(ApiError):
 
 class RequestTimeout(TimeoutError):
     """A request got no complete answer within its total timeout (say which and how long)."""
+
+
+class ServerUnreachable(ConnectionError):
+    """No answer could be had from the API server: no connection (refused, TLS failed, a proxy that
+    refused the tunnel), or one that closed before or inside the answer. Worth retrying."""
 
 
 class WatchStalled(TimeoutError):

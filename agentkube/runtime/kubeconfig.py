@@ -3,8 +3,8 @@
 ``import kubernetes_asyncio.config`` first runs the package's ``__init__``, which imports the whole
 generated client: every model and API class, about 35 MiB of memory (a quarter of a manager's peak
 at 1,000 MCPs) and a few hundred milliseconds of start, none of which this project uses. This module
-imports only the parts that ``Client`` uses: ``Configuration``, the kubeconfig and in-cluster
-loaders, and ``RESTClientObject`` (the aiohttp session with the TLS context).
+imports only the parts that ``Client`` uses: ``Configuration`` and the kubeconfig and in-cluster
+loaders.
 
 How: while those load, ``kubernetes_asyncio`` and ``kubernetes_asyncio.client`` stand in
 ``sys.modules`` as packages whose ``__init__`` has not run yet (``_Deferred``). The first time
@@ -26,7 +26,6 @@ from typing import Any
 __all__ = [
     "ConfigException",
     "Configuration",
-    "RESTClientObject",
     "load_incluster_config",
     "load_kube_config",
 ]
@@ -89,7 +88,6 @@ def _import_light() -> None:
         configuration = importlib.import_module(_CLIENT + ".configuration")
         client.Configuration = configuration.Configuration  # type: ignore[attr-defined]
         client.ApiClient = _api_client  # type: ignore[attr-defined]
-        importlib.import_module(_CLIENT + ".rest")
         importlib.import_module(_ROOT + ".config")
     except BaseException:
         for name in [n for n in sys.modules if n == _ROOT or n.startswith(_ROOT + ".")]:
@@ -103,7 +101,6 @@ def _import_light() -> None:
 _import_light()
 
 from kubernetes_asyncio.client.configuration import Configuration  # noqa: E402
-from kubernetes_asyncio.client.rest import RESTClientObject  # noqa: E402
 from kubernetes_asyncio.config import (  # noqa: E402
     ConfigException,
     load_incluster_config,

@@ -26,6 +26,7 @@ from agentkube.runtime.errors import (
     KindNotServed,
     NotFound,
     RequestTimeout,
+    ServerUnreachable,
     WatchStalled,
 )
 from agentkube.runtime.gvk import GVK
@@ -611,7 +612,7 @@ async def test_the_environments_proxy_is_used_and_no_proxy_honoured_looked_up_on
     # A proxy that does not answer: each request fails to connect through it, unless NO_PROXY exempts it.
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     async with await Client.from_kubeconfig(str(control_plane.kubeconfig), request_timeout=5) as broken:
-        with pytest.raises(aiohttp.ClientProxyConnectionError):
+        with pytest.raises(ServerUnreachable, match="cannot connect to"):
             await broken.get(GVK("", "v1", "Namespace"), "default")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     async with await Client.from_kubeconfig(str(control_plane.kubeconfig)) as direct:

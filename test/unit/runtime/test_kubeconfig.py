@@ -4,6 +4,7 @@ since what is imported is what is checked."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -43,23 +44,22 @@ def run(code: str, tmp_path: Path) -> str:
 def test_the_client_imports_no_generated_models_and_loads_a_kubeconfig(tmp_path: Path) -> None:
     out = run(
         """
-        import asyncio, sys
+        import asyncio, json, sys
         from agentkube.runtime.client import Client
 
         async def main():
             async with await Client.from_kubeconfig("kubeconfig") as client:
                 print(client.host)
         asyncio.run(main())
-        print(sorted(m for m in sys.modules if m.startswith("kubernetes_asyncio.client.")))
+        print(json.dumps(sorted(m for m in sys.modules if m.startswith("kubernetes_asyncio.client."))))
         """,
         tmp_path,
     )
     host, modules = out.splitlines()
     assert host == "https://127.0.0.1:6443"
-    assert eval(modules) == [  # noqa: S307 - our own subprocess's print of a list of names
+    assert json.loads(modules) == [
         "kubernetes_asyncio.client.configuration",
         "kubernetes_asyncio.client.exceptions",
-        "kubernetes_asyncio.client.rest",
     ]
 
 
@@ -78,7 +78,6 @@ from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api, V1Con
 from agentkube.runtime import kubeconfig
 
 assert Configuration is kubeconfig.Configuration is client.configuration.Configuration
-assert client.rest.RESTClientObject is kubeconfig.RESTClientObject
 assert config.load_kube_config is kubeconfig.load_kube_config
 assert ApiClient.__module__ == "kubernetes_asyncio.client.api_client", ApiClient
 assert watch.Watch and V1ConfigMap(data={"a": "b"}).data == {"a": "b"}
