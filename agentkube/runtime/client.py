@@ -253,6 +253,11 @@ class Client:
                 pass
         if self._proxy is not None:
             proxy_url = URL(self._proxy)
+            if proxy_url.scheme != "http":
+                raise ValueError(
+                    f"proxy {proxy_url.with_user(None)}: only http:// proxies are supported "
+                    "(the API server's TLS runs inside the tunnel); set the proxy URL to http://host:port"
+                )
             if proxy_url.user is not None:  # credentials in the proxy URL itself
                 userinfo = f"{proxy_url.user}:{proxy_url.password or ''}".encode()
                 self._proxy_headers.setdefault(

@@ -95,3 +95,14 @@ print(kubernetes_asyncio.__version__)
     host, version = out.splitlines()
     assert host == "https://127.0.0.1:6443"
     assert version.count(".") == 2
+
+
+def test_a_proxy_other_than_http_is_refused_by_name() -> None:
+    from agentkube.runtime.client import Client, Connection
+    from agentkube.runtime.kubeconfig import Configuration
+
+    configuration = Configuration(host="https://127.0.0.1:6443")
+    configuration.proxy = "https://user:secret@proxy.example:3128"
+    with pytest.raises(ValueError, match=r"proxy https://proxy\.example:3128: only http://") as refused:
+        Client(Connection(configuration))
+    assert "secret" not in str(refused.value)
