@@ -89,7 +89,7 @@ from agentkube.runtime.kubeconfig import (
 )
 from agentkube.runtime.logging import get_logger
 
-__all__ = ["Client", "PatchType", "Resource"]
+__all__ = ["ApiClientLike", "Client", "Connection", "PatchType", "Resource"]
 
 log = get_logger(__name__)
 
