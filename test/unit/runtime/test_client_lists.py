@@ -25,6 +25,7 @@ from agentkube.runtime.errors import RequestTimeout
 from agentkube.runtime.gvk import GVK
 from agentkube.runtime.reflector import Reflector
 from agentkube.runtime.store import Store
+from test.unit.runtime.loopback import serve
 
 CM = GVK("", "v1", "ConfigMap")
 DISCOVERY = {
@@ -125,17 +126,8 @@ class Server:
 @pytest_asyncio.fixture
 async def server() -> AsyncIterator[Server]:
     state = Server()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", state.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serve(state.handle) as state.url:
         yield state
-    finally:
-        await runner.cleanup()
 
 
 @pytest_asyncio.fixture

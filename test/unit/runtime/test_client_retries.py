@@ -23,6 +23,7 @@ from kubernetes_asyncio import client as k8s_client
 from agentkube.runtime.client import Client
 from agentkube.runtime.errors import TooManyRequests
 from agentkube.runtime.gvk import GVK
+from test.unit.runtime.loopback import serve
 
 CM = GVK("", "v1", "ConfigMap")
 
@@ -76,18 +77,8 @@ class Server:
 @pytest_asyncio.fixture
 async def server() -> AsyncIterator[Server]:
     state = Server()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", state.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    state.url = f"http://127.0.0.1:{port}"
-    try:
+    async with serve(state.handle) as state.url:
         yield state
-    finally:
-        await runner.cleanup()
 
 
 @pytest_asyncio.fixture

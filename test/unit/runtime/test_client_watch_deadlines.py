@@ -23,6 +23,7 @@ from agentkube.runtime.client import Client, Connection
 from agentkube.runtime.errors import RequestTimeout, ServerUnreachable, WatchStalled
 from agentkube.runtime.gvk import GVK
 from agentkube.runtime.kubeconfig import Configuration
+from test.unit.runtime.loopback import serve
 
 CM = GVK("", "v1", "ConfigMap")
 DISCOVERY = {
@@ -64,19 +65,8 @@ class Server:
 @pytest_asyncio.fixture
 async def server() -> AsyncIterator[Server]:
     state = Server()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", state.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    state.url = f"http://127.0.0.1:{port}"
-    try:
+    async with serve(state.handle) as state.url:
         yield state
-    finally:
-        with contextlib.suppress(Exception):
-            await runner.cleanup()
 
 
 @pytest_asyncio.fixture
