@@ -53,6 +53,8 @@ __all__ = ["ClientError", "Headers", "Pool", "Response", "Timeout"]
 
 _HIGH_WATER: Final = 1 << 20
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_C0_CONTROL_OR_SPACE: Final = "".join(map(chr, range(33)))
+"""What ``urlsplit`` strips from the start of a URL (WHATWG's C0 control or space)."""
 
 
 class ClientError(Exception):
@@ -94,9 +96,9 @@ class _Origin:
     """``host:port`` always (what ``CONNECT`` names)."""
 
 
-@lru_cache(maxsize=1024)
-def _split(url: str) -> tuple[_Origin, str]:
-    parts = urlsplit(url)
+@lru_cache(maxsize=256)
+def _origin(prefix: str) -> _Origin:
+    parts = urlsplit(prefix)
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {parts.scheme}://{parts.hostname or ''}")
@@ -104,10 +106,25 @@ def _split(url: str) -> tuple[_Origin, str]:
     host = parts.hostname
     shown = f"[{host}]" if ":" in host else host
     host_header = shown if port == _DEFAULT_PORTS[scheme] else f"{shown}:{port}"
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
-    return _Origin(scheme, host, port, host_header, f"{shown}:{port}"), target
+    return _Origin(scheme, host, port, host_header, f"{shown}:{port}")
+
+
+def _split(url: str) -> tuple[_Origin, str]:
+    """``url``'s origin and request target, as ``urlsplit`` reads them (tabs and line breaks
+    removed, the fragment dropped). The origin is parsed once per scheme and authority, not once per
+    URL: a client of one server sends a new path and query with nearly every request."""
+    url = url.lstrip(_C0_CONTROL_OR_SPACE)
+    if "\t" in url or "\r" in url or "\n" in url:
+        url = url.replace("\t", "").replace("\r", "").replace("\n", "")
+    start = url.find("://")
+    end = len(url)
+    if start >= 0:
+        for mark in "/?#":
+            at = url.find(mark, start + 3)
+            if 0 <= at < end:
+                end = at
+    path, _, query = url[end:].partition("#")[0].partition("?")
+    return _origin(url[:end]), (path or "/") + ("?" + query if query else "")
 
 
 def _check_value(name: str, value: str) -> str:
