@@ -223,13 +223,14 @@ class Client:
         self._configuration = configuration
         self._proxy: str | None = configuration.proxy or None
         self._proxy_headers: dict[str, str] = dict(configuration.proxy_headers or {})
+        pool_size = int(configuration.connection_pool_maxsize or 100)
         # At most this many requests at once (watches aside), as kubernetes-asyncio's pool allowed.
-        self._slots = asyncio.Semaphore(int(configuration.connection_pool_maxsize or 100))
+        self._slots = asyncio.Semaphore(pool_size)
         self._http = http1.Pool(
             ssl_context=_ssl_context(configuration),
             server_hostname=configuration.tls_server_name or None,
             connect_seconds=request_timeout,
-            max_idle=int(configuration.connection_pool_maxsize or 100),
+            max_idle=pool_size,
         )
         if read_retries < 0 or read_retry_budget < 0:
             raise ValueError("read_retries and read_retry_budget must not be negative")
